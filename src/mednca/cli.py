@@ -1,0 +1,129 @@
+"""The ``mednca`` command: each pipeline stage, usable outside Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mednca.errors import MednCAError
+from mednca.logs import configure_logging
+
+log = logging.getLogger("mednca")
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in _comma_list(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from error
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a dataset folder; print one line per problem; 0 only if every case is clean."""
+    from mednca.data.layout import detect_layout, discover
+    from mednca.data.validate import validate_dataset
+
+    folder = Path(args.path)
+    layout = args.layout or detect_layout(folder)
+    discovery = discover(folder, layout, args.modalities, args.sequences)
+    report = validate_dataset(discovery, progress=args.progress)
+    for problem in report.problems:
+        print(problem)
+    bad_cases = {p.case_id for p in report.problems}
+    print(
+        f"{layout} dataset {discovery.root}: {len(report.records)} valid case(s), "
+        f"{len(report.problems)} problem(s) in {len(bad_cases)} case(s)",
+        file=sys.stderr,
+    )
+    return 1 if report.problems else 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    """Write a synthetic MSD-layout dataset."""
+    from mednca.data.phantom import generate_phantom_dataset
+
+    try:
+        out = generate_phantom_dataset(
+            Path(args.out_dir),
+            n_cases=args.cases,
+            seed=args.seed,
+            shape=tuple(args.shape),
+            shape_jitter=args.shape_jitter,
+            n_modalities=args.modalities,
+            progress=True,
+        )
+    except (ValueError, FileExistsError) as error:
+        raise MednCAError(str(error)) from error
+    print(out)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Make a dataset folder available under DATA_DIR: use it, extract its archive or download it."""
+    from mednca.data.download import fetch_dataset
+
+    result = fetch_dataset(Path(args.data_dir), args.folder, archive=args.archive, url=args.url, md5=args.md5)
+    print(f"{result.folder} ({result.origin})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="mednca", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check an MSD- or BraTS-layout dataset folder")
+    validate.add_argument(
+        "path", help="dataset folder (MSD: with dataset.json; BraTS: with the case folders)"
+    )
+    validate.add_argument("--layout", choices=["msd", "brats"], help="default: detected from the folder")
+    validate.add_argument(
+        "--modalities", type=_int_list, default=(0,), help="MSD: channels of 4D images to check, e.g. 0,1"
+    )
+    validate.add_argument(
+        "--sequences",
+        type=_comma_list,
+        default=("t1", "t1ce", "t2", "flair"),
+        help="BraTS: sequences every case must have (default: all four)",
+    )
+    validate.add_argument("--progress", action="store_true", help="show a progress bar")
+    validate.set_defaults(handler=cmd_validate)
+
+    phantom = commands.add_parser("phantom", help="write a synthetic MSD-layout phantom dataset")
+    phantom.add_argument("out_dir")
+    phantom.add_argument("--cases", type=int, default=10)
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--shape", type=int, nargs=3, default=(32, 40, 24), metavar=("X", "Y", "Z"))
+    phantom.add_argument("--shape-jitter", type=int, default=4)
+    phantom.add_argument("--modalities", type=int, default=1)
+    phantom.set_defaults(handler=cmd_phantom)
+
+    fetch = commands.add_parser("fetch", help="use, extract or download a dataset into DATA_DIR/FOLDER")
+    fetch.add_argument("data_dir")
+    fetch.add_argument("folder")
+    fetch.add_argument("--archive", help="archive file name under DATA_DIR")
+    fetch.add_argument("--url", help="where to download the archive from")
+    fetch.add_argument("--md5", help="expected md5 of the archive")
+    fetch.set_defaults(handler=cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mednca`` console script."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.handler(args)
+    except MednCAError as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

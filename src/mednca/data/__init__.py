@@ -1,0 +1,1 @@
+"""Data stage: download, validation, preprocessing into 2D slices, patient-level split, synthetic phantoms."""

@@ -1,0 +1,170 @@
+"""Turning volumes into normalised 2D slices, as Med-NCA trains on them, and slices back into volumes.
+
+A volume (C, X, Y, Z) is cut along ``slice_axis`` into S slices, each resized in-plane to (H, W).
+``SliceGeometry`` keeps what is needed to put per-slice predictions back into the original voxel grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mednca.errors import DataError
+from mednca.io import atomic_path
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Where slices came from: original (X, Y, Z) shape, slice axis, in-plane shape and padding.
+
+    ``padding`` is (top, bottom, left, right) added to the in-plane (h, w) slice before resizing.
+    """
+
+    shape: tuple[int, int, int]
+    slice_axis: int
+    padding: tuple[int, int, int, int]
+    affine: np.ndarray
+
+    @property
+    def inplane_shape(self) -> tuple[int, int]:
+        """(h, w) of an original slice."""
+        return tuple(s for axis, s in enumerate(self.shape) if axis != self.slice_axis)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The geometry as arrays for ``np.savez``."""
+        return {
+            "shape": np.asarray(self.shape, dtype=np.int64),
+            "slice_axis": np.asarray(self.slice_axis, dtype=np.int64),
+            "padding": np.asarray(self.padding, dtype=np.int64),
+            "affine": np.asarray(self.affine, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays) -> SliceGeometry:
+        """Inverse of ``to_arrays`` (accepts an open ``np.load`` archive)."""
+        return cls(
+            shape=tuple(int(v) for v in arrays["shape"]),
+            slice_axis=int(arrays["slice_axis"]),
+            padding=tuple(int(v) for v in arrays["padding"]),
+            affine=np.asarray(arrays["affine"], dtype=np.float64),
+        )
+
+
+def normalise_intensity(
+    image: np.ndarray, method: str, lower: float = 0.5, upper: float = 99.5
+) -> np.ndarray:
+    """Normalise each channel of a (C, X, Y, Z) volume independently; returns float32 of the same shape.
+
+    ``percentile``: clip to the [lower, upper] percentiles and rescale to [0, 1]. Med-NCA's min-max then
+    z-score then percentile rescaling gives the same result, since the first two steps are affine.
+    ``zscore``: zero mean and unit variance over the non-zero voxels; zero voxels stay zero.
+    """
+    return np.stack([_normalise_channel(channel, method, lower, upper) for channel in image]).astype(
+        np.float32
+    )
+
+
+def _normalise_channel(channel: np.ndarray, method: str, lower: float, upper: float) -> np.ndarray:
+    channel = channel.astype(np.float64)
+    if method == "percentile":
+        low, high = np.percentile(channel, [lower, upper])
+        if high <= low:
+            low, high = channel.min(), channel.max()
+        if high <= low:
+            raise DataError("image is constant; cannot normalise its intensities")
+        return (np.clip(channel, low, high) - low) / (high - low)
+    if method == "zscore":
+        foreground = channel[channel != 0]
+        if foreground.size < 2 or foreground.std() == 0:
+            raise DataError("image has no non-zero contrast; cannot z-score it")
+        return np.where(channel != 0, (channel - foreground.mean()) / foreground.std(), 0.0)
+    raise ValueError(f"unknown intensity method '{method}' (expected 'percentile' or 'zscore')")
+
+
+def binarise_label(label: np.ndarray, foreground_labels: tuple[int, ...]) -> np.ndarray:
+    """Map the given label values to 1 and everything else to 0; returns uint8 of the same shape."""
+    return np.isin(label, foreground_labels).astype(np.uint8)
+
+
+def _padding_for(inplane: tuple[int, int], size: tuple[int, int], mode: str) -> tuple[int, int, int, int]:
+    """Padding (top, bottom, left, right) that gives an (h, w) slice the aspect ratio of ``size``."""
+    if mode == "stretch":
+        return (0, 0, 0, 0)
+    if mode != "pad":
+        raise ValueError(f"unknown resize mode '{mode}' (expected 'stretch' or 'pad')")
+    height, width = inplane
+    scale = max(height / size[0], width / size[1])
+    target_h, target_w = round(size[0] * scale), round(size[1] * scale)
+    pad_h, pad_w = max(target_h - height, 0), max(target_w - width, 0)
+    return (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+
+
+def _resize(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(S, C, h, w) float -> (S, C, H, W) by bilinear interpolation (antialiased when shrinking)."""
+    if tuple(slices.shape[-2:]) == tuple(size):
+        return slices
+    shrinking = slices.shape[-2] > size[0] or slices.shape[-1] > size[1]
+    return F.interpolate(slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def volume_to_slices(
+    image: np.ndarray,
+    label: np.ndarray,
+    affine: np.ndarray,
+    slice_axis: int,
+    size: tuple[int, int],
+    resize_mode: str = "stretch",
+) -> tuple[np.ndarray, np.ndarray, SliceGeometry]:
+    """(C, X, Y, Z) image and (X, Y, Z) binary label -> (S, C, H, W) float32 and (S, H, W) uint8 slices.
+
+    Labels are resized bilinearly and thresholded at 0.5, which keeps thin structures better than nearest.
+    """
+    if image.shape[1:] != label.shape:
+        raise DataError(f"image shape {image.shape[1:]} and label shape {label.shape} differ")
+    geometry_shape = tuple(int(s) for s in label.shape)
+    image_slices = torch.from_numpy(np.moveaxis(image, slice_axis + 1, 0).astype(np.float32, copy=True))
+    label_slices = torch.from_numpy(np.moveaxis(label, slice_axis, 0).astype(np.float32, copy=True))[:, None]
+    inplane = tuple(image_slices.shape[-2:])
+    padding = _padding_for(inplane, size, resize_mode)
+    pad = (padding[2], padding[3], padding[0], padding[1])
+    image_slices = _resize(F.pad(image_slices, pad), size)
+    label_slices = _resize(F.pad(label_slices, pad), size)[:, 0] >= 0.5
+    geometry = SliceGeometry(geometry_shape, slice_axis, padding, np.asarray(affine, dtype=np.float64))
+    return image_slices.numpy(), label_slices.numpy().astype(np.uint8), geometry
+
+
+def slices_to_volume(slices: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
+    """(S, H, W) per-slice maps (e.g. foreground probabilities) -> (X, Y, Z) float32 in the original grid.
+
+    Undoes the resize (bilinear) and the padding; threshold the result to get a label map.
+    """
+    top, bottom, left, right = geometry.padding
+    height, width = geometry.inplane_shape
+    padded = (height + top + bottom, width + left + right)
+    restored = _resize(torch.from_numpy(np.asarray(slices, dtype=np.float32))[:, None], padded)[:, 0]
+    restored = restored[:, top : top + height, left : left + width]
+    if restored.shape[0] != geometry.shape[geometry.slice_axis]:
+        raise DataError(
+            f"{restored.shape[0]} slices cannot fill axis {geometry.slice_axis} "
+            f"of a volume of shape {geometry.shape}"
+        )
+    return np.ascontiguousarray(np.moveaxis(restored.numpy(), 0, geometry.slice_axis))
+
+
+def save_slices(path: Path, image: np.ndarray, label: np.ndarray, geometry: SliceGeometry) -> None:
+    """Store (S, C, H, W) image and (S, H, W) label slices with their geometry in one ``.npz``, atomically."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, image=image, label=label, **geometry.to_arrays())
+
+
+def load_slices(path: Path) -> tuple[np.ndarray, np.ndarray, SliceGeometry]:
+    """Inverse of ``save_slices``: (S, C, H, W) float32 image, (S, H, W) uint8 label and the geometry."""
+    try:
+        with np.load(path) as arrays:
+            return arrays["image"], arrays["label"], SliceGeometry.from_arrays(arrays)
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: cannot read preprocessed slices ({error}); delete it and re-run") from error

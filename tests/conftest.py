@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny datasets written with nibabel, fast enough for every test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
+    """Save ``data`` as a NIfTI file, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+def make_case(
+    rng: np.random.Generator, shape=(12, 10, 8), channels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random image ((X, Y, Z) or (X, Y, Z, C) float32) and a label with a box of 1s and 2s."""
+    image = rng.random((*shape, channels) if channels > 1 else shape).astype(np.float32)
+    label = np.zeros(shape, dtype=np.uint8)
+    label[3:7, 3:7, 2:6] = 1
+    label[7:9, 3:7, 2:6] = 2
+    return image, label
+
+
+def write_msd_dataset(root: Path, n_cases: int = 4, channels: int = 1, seed: int = 0) -> Path:
+    """An MSD-layout dataset (imagesTr/, labelsTr/, dataset.json) of ``n_cases`` small cases."""
+    rng = np.random.default_rng(seed)
+    training = []
+    for index in range(n_cases):
+        name = f"case_{index:03d}.nii.gz"
+        image, label = make_case(rng, channels=channels)
+        write_nifti(root / "imagesTr" / name, image)
+        write_nifti(root / "labelsTr" / name, label)
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    description = {
+        "name": "tiny",
+        "labels": {"0": "background", "1": "a", "2": "b"},
+        "modality": {str(c): f"m{c}" for c in range(channels)},
+        "numTraining": n_cases,
+        "training": training,
+    }
+    (root / "dataset.json").write_text(json.dumps(description))
+    return root
+
+
+def write_brats_dataset(root: Path, case_ids=(1, 2), sequences=("t1", "t2", "flair")) -> Path:
+    """A BraTS-2020-layout folder with the given sequences and a seg file per case."""
+    rng = np.random.default_rng(0)
+    for number in case_ids:
+        case = f"BraTS20_Training_{number:03d}"
+        folder = root / "MICCAI_BraTS2020_TrainingData" / case
+        image, label = make_case(rng)
+        for sequence in sequences:
+            write_nifti(folder / f"{case}_{sequence}.nii.gz", image * (1 + len(sequence)))
+        label[label == 2] = 4
+        write_nifti(folder / f"{case}_seg.nii.gz", label)
+    return root
+
+
+@pytest.fixture
+def msd_dataset(tmp_path: Path) -> Path:
+    """Four clean single-modality cases in MSD layout."""
+    return write_msd_dataset(tmp_path / "Task99_Tiny")
