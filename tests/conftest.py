@@ -69,3 +69,26 @@ def write_brats_dataset(root: Path, case_ids=(1, 2), sequences=("t1", "t2", "fla
 def msd_dataset(tmp_path: Path) -> Path:
     """Four clean single-modality cases in MSD layout."""
     return write_msd_dataset(tmp_path / "Task99_Tiny")
+
+
+@pytest.fixture(scope="session")
+def prepared_phantom(tmp_path_factory) -> Path:
+    """A small phantom dataset taken through the whole data stage; returns its data-stage folder.
+
+    The folder holds source.json, cases.csv, manifest.csv and slices/ (16x16 slices), like
+    ``results/data/{dataset}``.
+    """
+    from mednca.data.stages import PhantomSpec, fetch_stage, preprocess_stage, split_stage, validate_stage
+
+    root = tmp_path_factory.mktemp("phantom")
+    out = root / "data"
+    fetch_stage(
+        root / "raw",
+        "Phantom",
+        out / "source.json",
+        phantom=PhantomSpec(cases=5, shape=(16, 16, 12), shape_jitter=2),
+    )
+    validate_stage(out / "source.json", out / "cases.csv", "phantom", "msd")
+    preprocess_stage(out / "source.json", out / "cases.csv", out / "slices", (1, 2), (16, 16))
+    split_stage(out / "cases.csv", out / "manifest.csv", test_fraction=0.4, seed=0)
+    return out

@@ -73,6 +73,72 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
+    from mednca.config import load_yaml, preprocessing_of, validate_config
+    from mednca.train.loop import TrainingSettings
+    from mednca.train.stages import train_stage
+
+    config = validate_config(load_yaml(Path(args.config)), Path(args.schema))
+    data = Path(args.data)
+    dataset = args.dataset or data.name
+    if dataset not in config["dataset_settings"]:
+        raise MednCAError(f"{args.config}: no dataset_settings for '{dataset}' (pass --dataset)")
+    model = config["model_settings"][args.model]
+    training = {**model["training"], "betas": tuple(model["training"]["betas"])}
+    if args.epochs is not None:
+        training["epochs"] = args.epochs
+    train_stage(
+        slices_dir=data / "slices",
+        manifest_csv=data / "manifest.csv",
+        model_path=Path(args.output),
+        model_name=args.model,
+        arguments=model["architecture"],
+        settings=TrainingSettings(**training),
+        seed=args.seed,
+        preprocessing=preprocessing_of(config["dataset_settings"][dataset]),
+        device_name=args.device,
+        max_cases=args.max_cases,
+        init_model=None if args.init_model is None else Path(args.init_model),
+    )
+    print(args.output)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a model file on a dataset's test split."""
+    from mednca.evaluate.evaluation import evaluate_stage
+
+    data, out = Path(args.data), Path(args.out_dir)
+    evaluate_stage(
+        model_path=Path(args.model),
+        slices_dir=data / "slices",
+        manifest_csv=data / "manifest.csv",
+        cases_csv=data / "cases.csv",
+        source_json=data / "source.json",
+        per_case_csv=out / "per_case.csv",
+        summary_json=out / "summary.json",
+        predictions_dir=out / "predictions",
+        seed=args.seed,
+        device_name=args.device,
+        batch_size=args.batch_size,
+    )
+    print(out / "summary.json")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Segment a new volume with a trained model file."""
+    from mednca.evaluate.predict import predict_file
+
+    predict_file(Path(args.model), [Path(p) for p in args.input], Path(args.output), args.device, args.seed)
+    print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="mednca", description=__doc__)
@@ -111,6 +177,42 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--url", help="where to download the archive from")
     fetch.add_argument("--md5", help="expected md5 of the archive")
     fetch.set_defaults(handler=cmd_fetch)
+
+    data_help = "data-stage folder of a dataset, e.g. results/data/hippocampus (slices/, manifest.csv, ...)"
+    train = commands.add_parser("train", help="train a model on a dataset's preprocessed train split")
+    train.add_argument("data", help=data_help)
+    train.add_argument("output", help="model file to write, e.g. model.pt")
+    train.add_argument("--model", required=True, choices=["med_nca", "nca", "unet", "segnet"])
+    train.add_argument(
+        "--config", default="config/config.yaml", help="config with the model and dataset settings"
+    )
+    train.add_argument("--schema", default=str(DEFAULT_SCHEMA), help=argparse.SUPPRESS)
+    train.add_argument("--dataset", help="dataset name in the config (default: the data folder's name)")
+    train.add_argument("--epochs", type=int, help="override the configured number of epochs")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-cases", type=int, help="train on this many training cases only")
+    train.add_argument("--init-model", help="model file to fine-tune instead of starting from scratch")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model file on a dataset's test split")
+    evaluate.add_argument("model", help="model file (model.pt)")
+    evaluate.add_argument("data", help=data_help)
+    evaluate.add_argument("out_dir", help="folder for per_case.csv, summary.json and predictions/")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
+    predict.add_argument("--model", required=True, help="model file (model.pt)")
+    predict.add_argument(
+        "--input", required=True, nargs="+", help="image file, or one 3D file per channel in training order"
+    )
+    predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
+    predict.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 

@@ -36,19 +36,35 @@ def _resolve(schema: dict, root: dict) -> dict:
     return _resolve(node, root)
 
 
+def _merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``, recursively for nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both_dicts else value
+    return merged
+
+
 def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> Any:
     """Return a copy of ``instance`` with the schema's ``default`` values filled in, recursively.
 
-    Descends into ``properties``, schema-valued ``additionalProperties`` and array ``items``.
+    Descends into ``properties``, schema-valued ``additionalProperties`` and array ``items``. A mapping
+    default is a base that the given mapping overrides key by key (so a model's own training defaults
+    survive setting one training key).
     """
     root = schema if root is None else root
     schema = _resolve(schema, root)
     if isinstance(instance, dict) and schema.get("type") in ("object", ["object", "null"], None):
         filled = dict(instance)
         for key, child in schema.get("properties", {}).items():
+            has_default, default = "default" in child, child.get("default")
             child = _resolve(child, root)
-            if key not in filled and "default" in child:
-                filled[key] = copy.deepcopy(child["default"])
+            if not has_default:
+                has_default, default = "default" in child, child.get("default")
+            if key not in filled and has_default:
+                filled[key] = copy.deepcopy(default)
+            elif isinstance(default, dict) and isinstance(filled.get(key), dict):
+                filled[key] = _merge(default, filled[key])
             if key in filled:
                 filled[key] = fill_defaults(filled[key], child, root)
         extra = schema.get("additionalProperties")
@@ -87,3 +103,20 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     if missing:
         raise ConfigError(f"config key 'datasets': no entry in 'dataset_settings' for {', '.join(missing)}")
     return filled
+
+
+PREPROCESSING_KEYS = (
+    "layout",
+    "modalities",
+    "sequences",
+    "foreground_labels",
+    "slice_axis",
+    "image_size",
+    "resize_mode",
+    "intensity",
+)
+
+
+def preprocessing_of(dataset_settings: dict) -> dict:
+    """The part of a (validated) dataset block a trained model must keep to segment new images alike."""
+    return {key: copy.deepcopy(dataset_settings[key]) for key in PREPROCESSING_KEYS}

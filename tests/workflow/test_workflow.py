@@ -32,13 +32,16 @@ def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_paper_config_plans_the_data_stage(project: Path) -> None:
+def test_paper_config_plans_every_stage(project: Path) -> None:
     run = snakemake(project, "-n")
     assert run.returncode == 0, run.stdout
-    for rule in ("fetch_dataset", "validate_dataset", "preprocess_dataset", "split_dataset"):
+    stages = ("fetch_dataset", "validate_dataset", "preprocess_dataset", "split_dataset", "train_model")
+    for rule in (*stages, "evaluate_model"):
         assert f"rule {rule}:" in run.stdout
     for dataset in ("hippocampus", "prostate"):
         assert f"results/data/{dataset}/manifest.csv" in run.stdout
+        for model in ("med_nca", "unet"):
+            assert f"results/metrics/{dataset}/{model}/seed0/summary.json" in run.stdout
 
 
 def test_invalid_config_stops_naming_the_key(project: Path) -> None:
@@ -47,15 +50,27 @@ def test_invalid_config_stops_naming_the_key(project: Path) -> None:
     assert "config key 'seeds[1]'" in run.stdout
 
 
-def test_demo_runs_through_the_data_stage(project: Path) -> None:
+def test_demo_trains_and_evaluates_every_model(project: Path) -> None:
     run = snakemake(project, "--configfile", "config/demo.yaml")
     assert run.returncode == 0, run.stdout[-3000:]
+    results = project / "results"
     for dataset in ("phantom", "phantom_multimodal"):
-        manifest = pd.read_csv(project / "results" / "data" / dataset / "manifest.csv")
+        manifest = pd.read_csv(results / "data" / dataset / "manifest.csv")
         assert set(manifest["split"]) == {"train", "test"}
         assert manifest["case_id"].is_unique
-        index = pd.read_csv(project / "results" / "data" / dataset / "slices" / "index.csv")
+        index = pd.read_csv(results / "data" / dataset / "slices" / "index.csv")
         assert sorted(index["case_id"]) == sorted(manifest["case_id"])
+        test_cases = sorted(manifest.loc[manifest.split == "test", "case_id"])
+        models = ["med_nca", "nca", "unet", "segnet"] + (
+            ["segnet_from_phantom_multimodal"] if dataset == "phantom" else []
+        )
+        for model in models:
+            assert (results / "models" / dataset / model / "seed0" / "model.pt").exists()
+            per_case = pd.read_csv(results / "metrics" / dataset / model / "seed0" / "per_case.csv")
+            assert sorted(per_case["case_id"]) == test_cases
+            assert per_case["dice"].between(0, 1).all()
+            predictions = results / "predictions" / dataset / model / "seed0"
+            assert sorted(p.name for p in predictions.iterdir()) == [f"{c}.nii.gz" for c in test_cases]
     assert "synthetic" in (project / "data" / "raw" / "Phantom_demo" / "dataset.json").read_text().lower()
     again = snakemake(project, "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in again.stdout

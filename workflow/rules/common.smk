@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from mednca.config import validate_config
+from mednca.config import preprocessing_of, validate_config
 from mednca.errors import ConfigError
 
 try:
@@ -10,10 +10,12 @@ except ConfigError as error:
 
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]
+BASE_MODELS = "med_nca|nca|unet|segnet"
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    seed=r"\d+",
 
 
 def data_output(name):
@@ -22,8 +24,18 @@ def data_output(name):
 
 
 def log_output(stage):
-    """Path pattern of a rule's log file."""
+    """Path pattern of a data-stage rule's log file."""
     return f"{RESULTS}/logs/{stage}/{{dataset}}.log"
+
+
+def run_output(kind, name):
+    """Path pattern of a per-run output: kind is models, metrics or predictions."""
+    return f"{RESULTS}/{kind}/{{dataset}}/{{model}}/seed{{seed}}/{name}"
+
+
+def run_log(stage):
+    """Path pattern of a per-run rule's log file."""
+    return f"{RESULTS}/logs/{stage}/{{dataset}}/{{model}}/seed{{seed}}.log"
 
 
 def dataset_settings(wildcards):
@@ -31,11 +43,55 @@ def dataset_settings(wildcards):
     return config["dataset_settings"][wildcards.dataset]
 
 
+def model_settings(wildcards):
+    """Architecture and training settings of the (base) model in the wildcards."""
+    return config["model_settings"][wildcards.model]
+
+
+def preprocessing(wildcards):
+    """What a trained model must remember to segment a new image as it was trained."""
+    return preprocessing_of(dataset_settings(wildcards))
+
+
+def transfer_settings(wildcards):
+    """The transfer entry that fine-tunes this model from this source on this dataset."""
+    for entry in config["transfer"]:
+        if (entry["model"], entry["source"], entry["target"]) == (
+            wildcards.model,
+            wildcards.source,
+            wildcards.dataset,
+        ):
+            return entry
+    raise WorkflowError(f"no transfer entry for {wildcards.model} from {wildcards.source} to {wildcards.dataset}")
+
+
+def models_of(dataset):
+    """Models run on a dataset: its own list if it has one, else the top-level list."""
+    return config["dataset_settings"][dataset]["models"] or config["models"]
+
+
+def runs():
+    """(dataset, model) pairs to evaluate, including fine-tuned models named {model}_from_{source}."""
+    pairs = [(dataset, model) for dataset in DATASETS for model in models_of(dataset)]
+    pairs += [(t["target"], f"{t['model']}_from_{t['source']}") for t in config["transfer"]]
+    return pairs
+
+
 def data_outputs():
     """Manifest and preprocessed slices of every configured dataset."""
     return expand([data_output("manifest.csv"), data_output("slices")], dataset=DATASETS)
 
 
+def evaluation_outputs():
+    """Per-case metrics and summary of every (dataset, model, seed)."""
+    return [
+        run_output("metrics", name).format(dataset=dataset, model=model, seed=seed)
+        for dataset, model in runs()
+        for seed in config["seeds"]
+        for name in ("per_case.csv", "summary.json")
+    ]
+
+
 def all_outputs():
     """Every final output of the configured run."""
-    return data_outputs()
+    return data_outputs() + evaluation_outputs()

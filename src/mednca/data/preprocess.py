@@ -111,6 +111,27 @@ def _resize(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
+def image_to_slices(
+    image: np.ndarray,
+    affine: np.ndarray,
+    slice_axis: int,
+    size: tuple[int, int],
+    resize_mode: str = "stretch",
+) -> tuple[np.ndarray, SliceGeometry]:
+    """(C, X, Y, Z) image -> (S, C, H, W) float32 slices along ``slice_axis`` and their geometry."""
+    shape = tuple(int(s) for s in image.shape[1:])
+    slices = torch.from_numpy(np.moveaxis(image, slice_axis + 1, 0).astype(np.float32, copy=True))
+    padding = _padding_for(tuple(slices.shape[-2:]), size, resize_mode)
+    geometry = SliceGeometry(shape, slice_axis, padding, np.asarray(affine, dtype=np.float64))
+    return _pad_and_resize(slices, geometry, size).numpy(), geometry
+
+
+def _pad_and_resize(slices: torch.Tensor, geometry: SliceGeometry, size: tuple[int, int]) -> torch.Tensor:
+    """(S, C, h, w) -> (S, C, H, W) with the geometry's padding."""
+    top, bottom, left, right = geometry.padding
+    return _resize(F.pad(slices, (left, right, top, bottom)), size)
+
+
 def volume_to_slices(
     image: np.ndarray,
     label: np.ndarray,
@@ -125,16 +146,10 @@ def volume_to_slices(
     """
     if image.shape[1:] != label.shape:
         raise DataError(f"image shape {image.shape[1:]} and label shape {label.shape} differ")
-    geometry_shape = tuple(int(s) for s in label.shape)
-    image_slices = torch.from_numpy(np.moveaxis(image, slice_axis + 1, 0).astype(np.float32, copy=True))
+    image_slices, geometry = image_to_slices(image, affine, slice_axis, size, resize_mode)
     label_slices = torch.from_numpy(np.moveaxis(label, slice_axis, 0).astype(np.float32, copy=True))[:, None]
-    inplane = tuple(image_slices.shape[-2:])
-    padding = _padding_for(inplane, size, resize_mode)
-    pad = (padding[2], padding[3], padding[0], padding[1])
-    image_slices = _resize(F.pad(image_slices, pad), size)
-    label_slices = _resize(F.pad(label_slices, pad), size)[:, 0] >= 0.5
-    geometry = SliceGeometry(geometry_shape, slice_axis, padding, np.asarray(affine, dtype=np.float64))
-    return image_slices.numpy(), label_slices.numpy().astype(np.uint8), geometry
+    label_slices = _pad_and_resize(label_slices, geometry, size)[:, 0] >= 0.5
+    return image_slices, label_slices.numpy().astype(np.uint8), geometry
 
 
 def slices_to_volume(slices: np.ndarray, geometry: SliceGeometry) -> np.ndarray:

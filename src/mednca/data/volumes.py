@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from mednca.data.layout import Case, Channel
 from mednca.errors import DataError
+from mednca.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -79,3 +81,10 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_label_map(path: Path, label: np.ndarray, affine: np.ndarray) -> None:
+    """Write an (X, Y, Z) label map as uint8 NIfTI (gzip-compressed), atomically."""
+    image = nib.Nifti1Image(np.asarray(label, dtype=np.uint8), affine)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(gzip.compress(image.to_bytes(), mtime=0))

@@ -1,0 +1,24 @@
+"""Rule evaluate_model: segment the test split, write predictions and per-case / summary metrics."""
+
+import torch
+
+from mednca.evaluate.evaluation import evaluate_stage
+from mednca.logs import run_logged
+
+torch.set_num_threads(snakemake.threads)
+run_logged(
+    lambda: evaluate_stage(
+        model_path=snakemake.input.model,
+        slices_dir=snakemake.input.slices,
+        manifest_csv=snakemake.input.manifest,
+        cases_csv=snakemake.input.cases,
+        source_json=snakemake.input.source,
+        per_case_csv=snakemake.output.per_case,
+        summary_json=snakemake.output.summary,
+        predictions_dir=snakemake.output.predictions,
+        seed=int(snakemake.wildcards.seed),
+        device_name=snakemake.params.device,
+        batch_size=snakemake.params.batch_size,
+    ),
+    snakemake.log[0],
+)

@@ -1,0 +1,27 @@
+"""Rules train_model and finetune_model: train one model with one seed on one dataset's train split."""
+
+import torch
+
+from mednca.logs import run_logged
+from mednca.train.loop import TrainingSettings
+from mednca.train.stages import train_stage
+
+torch.set_num_threads(snakemake.threads)
+training = dict(snakemake.params.training)
+training["betas"] = tuple(training["betas"])
+run_logged(
+    lambda: train_stage(
+        slices_dir=snakemake.input.slices,
+        manifest_csv=snakemake.input.manifest,
+        model_path=snakemake.output.model,
+        model_name=snakemake.wildcards.model,
+        arguments=dict(snakemake.params.architecture),
+        settings=TrainingSettings(**training),
+        seed=int(snakemake.wildcards.seed),
+        preprocessing=snakemake.params.preprocessing,
+        device_name=snakemake.params.device,
+        max_cases=snakemake.params.max_cases,
+        init_model=snakemake.input.get("init_model"),
+    ),
+    snakemake.log[0],
+)

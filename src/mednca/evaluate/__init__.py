@@ -1,0 +1,1 @@
+"""Evaluation: inference on whole volumes, metrics in the original geometry."""

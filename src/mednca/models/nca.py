@@ -1,0 +1,257 @@
+"""Neural cellular automata for segmentation: the two-level Med-NCA and its single-level ablation.
+
+Med-NCA (Kalkhof, González, Mukhopadhyay, IPMI 2023) runs one NCA rule on a downscaled image to spread
+global context, upscales the cell states, and runs a second rule at full resolution. During training the
+second level only sees one random patch per image, which keeps memory small.
+
+Every cell state has ``channels`` channels: the first ``in_channels`` are the image (reset after every
+step), the next one is read out as the foreground logit, the rest are free hidden channels.
+
+Randomness (fire masks, patch positions) comes only from the ``generator`` argument, a ``torch.Generator``
+on the images' device. When it is ``None`` a fresh generator seeded with 0 is created, so calls without a
+generator are reproducible too. The global random state is never used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def default_generator(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
+    """Return ``generator``, or a new generator on ``device`` seeded with 0 when it is ``None``."""
+    if generator is not None:
+        return generator
+    return torch.Generator(device=device).manual_seed(0)
+
+
+def _check_images(images: Tensor, in_channels: int) -> None:
+    """Raise ValueError unless ``images`` is (B, in_channels, H, W)."""
+    if images.dim() != 4 or images.shape[1] != in_channels:
+        raise ValueError(f"expected images of shape (B, {in_channels}, H, W), got {tuple(images.shape)}")
+
+
+def _check_channels(in_channels: int, channels: int) -> None:
+    """Raise ValueError unless the state has at least one channel beyond the image channels."""
+    if in_channels < 1 or channels <= in_channels:
+        raise ValueError(
+            f"channels ({channels}) must exceed in_channels ({in_channels}) to leave room for the logit"
+        )
+
+
+def initial_state(images: Tensor, channels: int) -> Tensor:
+    """(B, C_in, H, W) images -> (B, channels, H, W) state: the images followed by zeros."""
+    batch, in_channels, height, width = images.shape
+    hidden = images.new_zeros((batch, channels - in_channels, height, width))
+    return torch.cat([images, hidden], dim=1)
+
+
+class NCARule(nn.Module):
+    """One cell-update rule: learned 3x3 perception followed by a per-cell two-layer network.
+
+    Perception concatenates the state with two learned 3x3 convolutions ``p0`` and ``p1`` (reflect
+    padding): (B, C, H, W) -> (B, H, W, 3C). The update ``fc0`` -> ReLU -> ``fc1`` is the per-cell linear
+    layers of the original, stored as 1x1 convolutions and applied as matrix multiplications on the
+    channels-last perception: (B, H, W, 3C) -> (B, C, H, W). ``fc1`` has no bias and
+    starts at zero, so an untrained rule leaves the state unchanged.
+
+    Parameters: 2 * (9C^2 + C) + (3C * hidden + hidden) + hidden * C.
+    """
+
+    def __init__(self, channels: int, hidden_size: int = 128, input_channels: int = 1) -> None:
+        super().__init__()
+        _check_channels(input_channels, channels)
+        self.channels = channels
+        self.input_channels = input_channels
+        self.p0 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.p1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.fc0 = nn.Conv2d(3 * channels, hidden_size, 1)
+        self.fc1 = nn.Conv2d(hidden_size, channels, 1, bias=False)
+        nn.init.zeros_(self.fc1.weight)
+
+    def perceive(self, state: Tensor) -> Tensor:
+        """(B, C, H, W) state -> (B, H, W, 3C) perception, channels last: state, p0(state), p1(state).
+
+        ``p0`` and ``p1`` run as one convolution over a once-padded state, and the result is laid out
+        channels-last so the per-cell layers are plain matrix multiplications.
+        """
+        weight = torch.cat([self.p0.weight, self.p1.weight])
+        bias = torch.cat([self.p0.bias, self.p1.bias])
+        filtered = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), weight, bias)
+        return torch.cat([state, filtered], dim=1).permute(0, 2, 3, 1)
+
+    def update(self, perception: Tensor) -> Tensor:
+        """(B, H, W, 3C) perception -> (B, C, H, W) proposed state change."""
+        hidden = F.relu(F.linear(perception, self.fc0.weight[:, :, 0, 0], self.fc0.bias))
+        return F.linear(hidden, self.fc1.weight[:, :, 0, 0]).permute(0, 3, 1, 2)
+
+    def step(self, state: Tensor, fire_rate: float, generator: torch.Generator) -> Tensor:
+        """(B, C, H, W) state -> (B, C, H, W) state after one stochastic update.
+
+        Each cell is updated with probability ``fire_rate`` (one mask value per cell, shared by its
+        channels); the first ``input_channels`` channels are kept as they were.
+        """
+        batch, _, height, width = state.shape
+        dx = self.update(self.perceive(state))
+        noise = torch.rand(
+            (batch, 1, height, width), generator=generator, device=state.device, dtype=state.dtype
+        )
+        updated = state + dx * (noise < fire_rate).to(state.dtype)
+        return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
+
+    def run(self, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator) -> Tensor:
+        """(B, C, H, W) state -> (B, C, H, W) state after ``steps`` calls of ``step``."""
+        for _ in range(steps):
+            state = self.step(state, fire_rate, generator)
+        return state
+
+
+def _check_rule_settings(steps: int, fire_rate: float) -> None:
+    """Raise ValueError for a negative step count or a fire rate outside (0, 1]."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not 0.0 < fire_rate <= 1.0:
+        raise ValueError(f"fire_rate must be in (0, 1], got {fire_rate}")
+
+
+class MedNCA(nn.Module):
+    """Two-level Med-NCA: (B, C_in, H, W) images -> (B, 1, H, W) foreground logits.
+
+    Level 1 runs ``level1`` for ``steps`` steps on the image downscaled by ``downscale`` with area
+    averaging (``F.avg_pool2d``, an exact box filter: antialiased and deterministic). Its state is
+    upscaled by nearest interpolation, the image channels are replaced by the full-resolution image, and
+    ``level2`` runs for ``steps`` steps. The logit is state channel ``in_channels``.
+
+    H and W must be divisible by ``downscale``. In training, level 2 runs on one random patch per image
+    of ``patch_size`` (default: the level-1 size, H/downscale x W/downscale, as in the paper).
+    25,920 parameters at channels=16, hidden_size=128, in_channels=1.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: int = 16,
+        hidden_size: int = 128,
+        steps: int = 64,
+        fire_rate: float = 0.5,
+        downscale: int = 4,
+        patch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_rule_settings(steps, fire_rate)
+        if downscale < 1:
+            raise ValueError(f"downscale must be >= 1, got {downscale}")
+        if patch_size is not None and patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1 or None, got {patch_size}")
+        self.in_channels = in_channels
+        self.channels = channels
+        self.steps = steps
+        self.fire_rate = fire_rate
+        self.downscale = downscale
+        self.patch_size = patch_size
+        self.level1 = NCARule(channels, hidden_size, in_channels)
+        self.level2 = NCARule(channels, hidden_size, in_channels)
+
+    def _check(self, images: Tensor) -> None:
+        """Raise ValueError unless images are (B, C_in, H, W) with H, W divisible by ``downscale``."""
+        _check_images(images, self.in_channels)
+        height, width = images.shape[-2:]
+        if height % self.downscale or width % self.downscale:
+            raise ValueError(
+                f"MedNCA: image size {height}x{width} is not divisible by downscale={self.downscale}"
+            )
+
+    def coarse_state(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """(B, C_in, H, W) images -> (B, C, H, W) level-1 state, upscaled, with the full image channels."""
+        small = F.avg_pool2d(images, self.downscale) if self.downscale > 1 else images
+        state = self.level1.run(initial_state(small, self.channels), self.steps, self.fire_rate, generator)
+        upscaled = F.interpolate(state, size=images.shape[-2:], mode="nearest")
+        return torch.cat([images, upscaled[:, self.in_channels :]], dim=1)
+
+    def _logits(self, state: Tensor, generator: torch.Generator) -> Tensor:
+        """(B, C, h, w) level-2 input state -> (B, 1, h, w) logits after the level-2 steps."""
+        state = self.level2.run(state, self.steps, self.fire_rate, generator)
+        return state[:, self.in_channels : self.in_channels + 1]
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits, level 2 on the whole image."""
+        self._check(images)
+        generator = default_generator(images.device, generator)
+        return self._logits(self.coarse_state(images, generator), generator)
+
+    def _patch_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) of the level-2 training patch for an H x W image, clipped to the image."""
+        if self.patch_size is None:
+            return height // self.downscale, width // self.downscale
+        return min(self.patch_size, height), min(self.patch_size, width)
+
+    def training_forward(
+        self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(B, C_in, H, W) images, (B, 1, H, W) labels -> (B, 1, P, P) patch logits and label patches.
+
+        Level 1 runs on the whole downscaled image; level 2 runs on one random patch per image (corners
+        drawn from ``generator`` independently per item). Gradients flow through both levels.
+        """
+        self._check(images)
+        generator = default_generator(images.device, generator)
+        state = self.coarse_state(images, generator)
+        patch = self._patch_shape(*images.shape[-2:])
+        corners = random_corners(images.shape, patch, generator)
+        return self._logits(crop(state, corners, patch), generator), crop(labels, corners, patch)
+
+
+def random_corners(
+    shape: torch.Size, patch: tuple[int, int], generator: torch.Generator
+) -> list[tuple[int, int]]:
+    """Top-left (y, x) corners of one random ``patch`` per item of a (B, C, H, W) ``shape``."""
+    batch, _, height, width = shape
+    ys = torch.randint(height - patch[0] + 1, (batch,), generator=generator, device=generator.device)
+    xs = torch.randint(width - patch[1] + 1, (batch,), generator=generator, device=generator.device)
+    return list(zip(ys.tolist(), xs.tolist(), strict=True))
+
+
+def crop(tensor: Tensor, corners: list[tuple[int, int]], patch: tuple[int, int]) -> Tensor:
+    """(B, C, H, W) tensor -> (B, C, h, w) patches, one per item at its (y, x) corner."""
+    height, width = patch
+    return torch.stack(
+        [item[:, y : y + height, x : x + width] for item, (y, x) in zip(tensor, corners, strict=True)]
+    )
+
+
+class SingleLevelNCA(nn.Module):
+    """Single-level NCA ablation: one rule at full resolution, (B, C_in, H, W) -> (B, 1, H, W) logits.
+
+    The state starts as the image followed by zeros and runs for ``steps`` steps; the logit is state
+    channel ``in_channels``. 12,960 parameters at channels=16, hidden_size=128, in_channels=1.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: int = 16,
+        hidden_size: int = 128,
+        steps: int = 64,
+        fire_rate: float = 0.5,
+    ) -> None:
+        super().__init__()
+        _check_rule_settings(steps, fire_rate)
+        self.in_channels = in_channels
+        self.channels = channels
+        self.steps = steps
+        self.fire_rate = fire_rate
+        self.rule = NCARule(channels, hidden_size, in_channels)
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits."""
+        _check_images(images, self.in_channels)
+        generator = default_generator(images.device, generator)
+        state = self.rule.run(initial_state(images, self.channels), self.steps, self.fire_rate, generator)
+        return state[:, self.in_channels : self.in_channels + 1]
+
+    def training_forward(
+        self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(B, C_in, H, W) images, (B, 1, H, W) labels -> ((B, 1, H, W) logits, the labels)."""
+        return self.forward(images, generator), labels

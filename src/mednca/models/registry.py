@@ -1,0 +1,53 @@
+"""Model names used by the configuration, and helpers to build models and describe them."""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from mednca.models.nca import MedNCA, SingleLevelNCA
+from mednca.models.segnet import SegNet
+from mednca.models.unet import UNet2D
+
+MODELS: dict[str, type[nn.Module]] = {
+    "med_nca": MedNCA,
+    "nca": SingleLevelNCA,
+    "unet": UNet2D,
+    "segnet": SegNet,
+}
+STOCHASTIC: tuple[type[nn.Module], ...] = (MedNCA, SingleLevelNCA)
+
+
+def _unknown_arguments(model_class: type[nn.Module], arguments: dict) -> list[str]:
+    """The names in ``arguments`` that ``model_class`` does not accept."""
+    accepted = set(inspect.signature(model_class.__init__).parameters) - {"self"}
+    return sorted(set(arguments) - accepted)
+
+
+def build_model(name: str, in_channels: int, **arguments) -> nn.Module:
+    """Build the model called ``name`` for (B, in_channels, H, W) inputs -> (B, 1, H, W) logits.
+
+    Raises ValueError for an unknown name (listing the known ones) and for arguments the model does not
+    accept or that have the wrong type (naming the model and the argument).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known models: {', '.join(sorted(MODELS))}")
+    model_class = MODELS[name]
+    unknown = _unknown_arguments(model_class, arguments)
+    if unknown:
+        raise ValueError(f"model '{name}' does not accept argument(s): {', '.join(unknown)}")
+    try:
+        return model_class(in_channels=in_channels, **arguments)
+    except TypeError as error:
+        raise ValueError(f"model '{name}': bad argument: {error}") from error
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters of ``model``."""
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+def is_stochastic(model: nn.Module) -> bool:
+    """True for models whose output depends on the generator (the NCAs)."""
+    return isinstance(model, STOCHASTIC)

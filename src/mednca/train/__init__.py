@@ -1,0 +1,1 @@
+"""Training: losses, the training loop shared by every model, checkpoints."""

@@ -1,0 +1,219 @@
+"""One training loop for every model: seeded, resumable, logged per epoch (CSV and TensorBoard).
+
+Randomness comes from explicit generators seeded from the training seed: one for shuffling, one on the
+device for the models' own draws (NCA fire masks and patches). Model initialisation uses torch's global
+generator inside ``torch.random.fork_rng``, so it is seeded without changing the caller's random state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mednca.io import write_csv
+from mednca.train import checkpoint
+from mednca.train.losses import build_loss
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.csv"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Optimisation settings of one model (Med-NCA defaults: Adam 1.6e-3, betas (0.5, 0.5), decay 0.9999)."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str = "adam"
+    lr: float = 1.6e-3
+    betas: tuple[float, float] = (0.5, 0.5)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_gamma: float = 0.9999
+    loss: str = "dice_bce"
+    pos_weight: float = 25.0
+    checkpoint_every: int = 10
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator inside the block and restore the caller's state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Optimizer:
+    """Adam (with the configured betas) or SGD with momentum."""
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=settings.lr,
+            betas=tuple(settings.betas),
+            weight_decay=settings.weight_decay,
+        )
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    raise ValueError(f"unknown optimizer '{settings.optimizer}' (expected 'adam' or 'sgd')")
+
+
+def fingerprint(settings: TrainingSettings, **context: Any) -> str:
+    """Hash of everything a checkpoint depends on except the epoch count, so training can be extended."""
+    fields = dataclasses.asdict(settings)
+    fields.pop("epochs")
+    text = json.dumps({"settings": fields, **context}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes during training; saved in checkpoints to resume bit for bit."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    shuffle: torch.Generator
+    draws: torch.Generator
+    epoch: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def payload(self, key: str) -> dict[str, Any]:
+        """The checkpoint content."""
+        return {
+            "fingerprint": key,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "shuffle": self.shuffle.get_state(),
+            "draws": self.draws.get_state(),
+            "history": self.history,
+        }
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Load a checkpoint's content into this state."""
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.shuffle.set_state(payload["shuffle"])
+        self.draws.set_state(payload["draws"])
+        self.epoch = int(payload["epoch"])
+        self.history = list(payload["history"])
+
+
+def _resume(state: TrainingState, path: Path, key: str, epochs: int) -> None:
+    """Continue from ``path`` if it belongs to this run and is not finished; otherwise start afresh."""
+    if not path.exists():
+        return
+    payload = checkpoint.load(path)
+    if payload.get("fingerprint") != key:
+        log.info("ignoring %s: it was written with other settings", path)
+    elif payload["epoch"] >= epochs:
+        log.info("ignoring %s: it holds a finished run (%d epochs); training again", path, payload["epoch"])
+    else:
+        state.restore(payload)
+        log.info("resuming from %s at epoch %d of %d", path, state.epoch, epochs)
+
+
+def _run_epoch(
+    state: TrainingState, loss_fn: nn.Module, images: Tensor, labels: Tensor, batch_size: int, bar: tqdm
+) -> float:
+    """One pass over the (N, C, H, W) images in shuffled batches; returns the mean batch loss."""
+    device = next(state.model.parameters()).device
+    order = torch.randperm(len(images), generator=state.shuffle)
+    state.model.train()
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        batch = order[start : start + batch_size]
+        x, y = images[batch].to(device), labels[batch].to(device)
+        logits, target = state.model.training_forward(x, y, generator=state.draws)
+        loss = loss_fn(logits, target)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        value = float(loss.detach())
+        total += value * len(batch)
+        bar.update(len(batch))
+        bar.set_postfix(loss=f"{value:.4f}")
+    return total / len(images)
+
+
+def train_model(
+    build: Callable[[], nn.Module],
+    images: Tensor,
+    labels: Tensor,
+    settings: TrainingSettings,
+    seed: int,
+    out_dir: Path,
+    device: torch.device,
+    context: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train ``build()`` on (N, C, H, W) images and (N, 1, H, W) {0, 1} labels; resume if interrupted.
+
+    Writes ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end, ``train_log.csv`` and
+    TensorBoard events in ``out_dir``. ``context`` (model name, arguments, data description) goes into the
+    checkpoint fingerprint. Returns the trained model and the per-epoch history.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    if len(images) == 0:
+        raise ValueError("no training images")
+    out_dir = Path(out_dir)
+    with seeded(seed):
+        model = build().to(device)
+    optimizer = build_optimizer(model, settings)
+    state = TrainingState(
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_gamma),
+        shuffle=torch.Generator().manual_seed(seed),
+        draws=torch.Generator(device=device).manual_seed(seed + 1),
+    )
+    key = fingerprint(settings, seed=seed, **(context or {}))
+    _resume(state, out_dir / CHECKPOINT_NAME, key, settings.epochs)
+    loss_fn = build_loss(settings.loss, settings.pos_weight).to(device)
+    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=state.epoch + 1)
+    try:
+        while state.epoch < settings.epochs:
+            started = time.perf_counter()
+            description = f"epoch {state.epoch + 1}/{settings.epochs}"
+            with tqdm(
+                total=len(images), desc=description, unit="img", disable=not progress, leave=False
+            ) as bar:
+                loss = _run_epoch(state, loss_fn, images, labels, settings.batch_size, bar)
+            state.epoch += 1
+            row = {
+                "epoch": state.epoch,
+                "loss": loss,
+                "lr": state.scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - started,
+            }
+            state.history.append(row)
+            log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, settings.epochs, loss, row["seconds"])
+            writer.add_scalar("loss/train", loss, state.epoch)
+            writer.add_scalar("lr", row["lr"], state.epoch)
+            write_csv(out_dir / LOG_NAME, pd.DataFrame(state.history))
+            if state.epoch % settings.checkpoint_every == 0 or state.epoch == settings.epochs:
+                checkpoint.save(out_dir / CHECKPOINT_NAME, state.payload(key))
+    finally:
+        writer.close()
+    return state.model, state.history

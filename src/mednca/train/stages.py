@@ -1,0 +1,99 @@
+"""The training stage as the workflow runs it: data of the train split in, ``model.pt`` out."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from mednca.device import peak_memory_mb, resolve_device
+from mednca.errors import DataError
+from mednca.io import write_json
+from mednca.models import build_model, count_parameters
+from mednca.train import checkpoint
+from mednca.train.data import choose_cases, load_training_slices, split_case_ids
+from mednca.train.loop import TrainingSettings, train_model
+
+log = logging.getLogger(__name__)
+
+
+def _transfer_source(init_model: Path, model_name: str, data_channels: int) -> tuple[dict[str, Any], int]:
+    """The source model file's payload and how often to repeat the target's channels to match its input."""
+    payload = checkpoint.load(init_model)
+    if payload.get("model") != model_name:
+        raise DataError(f"{init_model}: holds a '{payload.get('model')}' model, not '{model_name}'")
+    source_channels = int(payload["in_channels"])
+    if source_channels == data_channels:
+        return payload, 1
+    if data_channels == 1:
+        return payload, source_channels
+    raise DataError(
+        f"{init_model}: the source model takes {source_channels} input channels but the target data has "
+        f"{data_channels}; fine-tuning needs equal channels or single-channel target data"
+    )
+
+
+def train_stage(
+    slices_dir: Path,
+    manifest_csv: Path,
+    model_path: Path,
+    model_name: str,
+    arguments: dict[str, Any],
+    settings: TrainingSettings,
+    seed: int,
+    preprocessing: dict[str, Any],
+    device_name: str = "auto",
+    max_cases: int | None = None,
+    init_model: Path | None = None,
+) -> None:
+    """Train ``model_name`` on the train split (or ``max_cases`` of it); fine-tune ``init_model`` if given.
+
+    Writes ``model_path`` (weights, architecture, preprocessing) and ``training.json`` beside it.
+    """
+    out_dir = Path(model_path).parent
+    case_ids = choose_cases(split_case_ids(manifest_csv, "train"), max_cases, seed)
+    images, labels = load_training_slices(slices_dir, case_ids)
+    source, repeat = (None, 1)
+    if init_model is not None:
+        source, repeat = _transfer_source(Path(init_model), model_name, images.shape[1])
+        images, labels = load_training_slices(slices_dir, case_ids, repeat)
+    in_channels = images.shape[1]
+
+    def build() -> nn.Module:
+        model = build_model(model_name, in_channels, **arguments)
+        if source is not None:
+            model.load_state_dict(source["state_dict"])
+        return model
+
+    device = resolve_device(device_name)
+    log.info(
+        "training %s (seed %d) on %d slices of %d case(s), %s, device %s",
+        model_name, seed, len(images), len(case_ids), tuple(images.shape[1:]), device,
+    )  # fmt: skip
+    started = time.perf_counter()
+    context = {"model": model_name, "arguments": arguments, "cases": case_ids, "init": str(init_model)}
+    model, history = train_model(build, images, labels, settings, seed, out_dir, device, context)
+    summary = {
+        "model": model_name,
+        "seed": seed,
+        "parameters": count_parameters(model),
+        "train_cases": len(case_ids),
+        "train_slices": len(images),
+        "epochs": len(history),
+        "final_loss": history[-1]["loss"],
+        "train_seconds": sum(row["seconds"] for row in history),
+        "session_seconds": time.perf_counter() - started,
+        "peak_memory_mb": peak_memory_mb(device),
+        "device": str(device),
+        "settings": dataclasses.asdict(settings),
+        "init_model": None if init_model is None else str(init_model),
+    }
+    payload = checkpoint.model_payload(
+        model_name, in_channels, arguments, model.cpu(), {**preprocessing, "repeat_channels": repeat}
+    )
+    checkpoint.save(model_path, {**payload, "training": summary})
+    write_json(out_dir / "training.json", summary)

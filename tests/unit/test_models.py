@@ -1,0 +1,282 @@
+"""Segmentation models: parameter counts, shapes, NCA update rules, randomness, gradients and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mednca.models import (
+    MODELS,
+    MedNCA,
+    NCARule,
+    SegNet,
+    SingleLevelNCA,
+    UNet2D,
+    build_model,
+    count_parameters,
+    is_stochastic,
+)
+
+SMALL_NCA = {"channels": 8, "hidden_size": 16, "steps": 2}
+SMALL_UNET = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+def randomise_fc1(model: nn.Module, seed: int = 1, scale: float = 0.1) -> None:
+    """Give every NCA rule of ``model`` a non-zero ``fc1`` so that the cells actually change."""
+    generator = seeded(seed)
+    with torch.no_grad():
+        for rule in (m for m in model.modules() if isinstance(m, NCARule)):
+            rule.fc1.weight.copy_(torch.randn(rule.fc1.weight.shape, generator=generator) * scale)
+
+
+def segnet_parameters(in_channels: int, base: int) -> int:
+    """SegNet parameters: 9ab + 3b (conv bias, batch norm) per a -> b layer, 9 * base + 1 for the logit."""
+    widths = [in_channels] + [base * f for f in (1, 2, 4, 8, 8)]
+    layers = []
+    for i, depth in enumerate((2, 2, 3, 3, 3)):
+        wide = widths[i + 1]
+        layers += [(widths[i], wide)] + [(wide, wide)] * (depth - 1)
+        layers += [(wide, wide)] * (depth - 1) + ([(wide, widths[i])] if i > 0 else [])
+    return sum(9 * a * b + 3 * b for a, b in layers) + 9 * base + 1
+
+
+@pytest.mark.parametrize(
+    ("model_class", "arguments", "expected"),
+    [
+        (MedNCA, {"channels": 16}, 25_920),
+        (MedNCA, {"channels": 32}, 70_016),
+        (SingleLevelNCA, {"channels": 16}, 12_960),
+        (SegNet, {"in_channels": 3, "base_channels": 64}, segnet_parameters(3, 64)),
+    ],
+)
+def test_parameter_counts(model_class: type[nn.Module], arguments: dict, expected: int) -> None:
+    assert count_parameters(model_class(**arguments)) == expected
+
+
+def test_segnet_and_unet_sizes() -> None:
+    assert segnet_parameters(3, 64) == 29_443_585
+    assert count_parameters(UNet2D()) > 0
+
+
+FORWARD_CASES = [
+    (MedNCA, SMALL_NCA, (2, 1, 32, 32)),
+    (MedNCA, {**SMALL_NCA, "in_channels": 2, "downscale": 2}, (1, 2, 16, 24)),
+    (SingleLevelNCA, SMALL_NCA, (2, 1, 16, 16)),
+    (SingleLevelNCA, {**SMALL_NCA, "in_channels": 3}, (1, 3, 8, 12)),
+    (UNet2D, SMALL_UNET, (2, 1, 16, 16)),
+    (UNet2D, {**SMALL_UNET, "in_channels": 2, "channels": [4, 8, 16], "strides": [2, 2]}, (1, 2, 8, 12)),
+    (SegNet, {"in_channels": 3, "base_channels": 2}, (2, 3, 32, 32)),
+    (SegNet, {"in_channels": 1, "base_channels": 2}, (1, 1, 64, 32)),
+]
+
+
+@pytest.mark.parametrize(("model_class", "arguments", "shape"), FORWARD_CASES)
+def test_forward_shapes(model_class: type[nn.Module], arguments: dict, shape: tuple[int, ...]) -> None:
+    images = torch.rand(shape, generator=seeded(0))
+    logits = model_class(**arguments)(images, seeded(0))
+    assert logits.shape == (shape[0], 1, *shape[2:])
+
+
+@pytest.mark.parametrize(
+    ("model_class", "arguments", "shape"), [c for c in FORWARD_CASES if c[0] is not MedNCA]
+)
+def test_training_forward_of_whole_image_models(
+    model_class: type[nn.Module], arguments: dict, shape: tuple[int, ...]
+) -> None:
+    images = torch.rand(shape, generator=seeded(0))
+    labels = torch.zeros((shape[0], 1, *shape[2:]))
+    logits, returned = model_class(**arguments).training_forward(images, labels, seeded(0))
+    assert logits.shape == labels.shape
+    assert returned is labels
+
+
+@pytest.mark.parametrize(
+    ("arguments", "shape", "patch"),
+    [
+        ({}, (2, 1, 32, 32), (8, 8)),
+        ({"patch_size": 16}, (2, 1, 32, 32), (16, 16)),
+        ({"patch_size": 64}, (1, 1, 32, 32), (32, 32)),
+        ({}, (1, 1, 32, 16), (8, 4)),
+        ({"downscale": 2, "in_channels": 2}, (3, 2, 16, 16), (8, 8)),
+    ],
+)
+def test_med_nca_training_patch_shapes(
+    arguments: dict, shape: tuple[int, ...], patch: tuple[int, int]
+) -> None:
+    images = torch.rand(shape, generator=seeded(0))
+    labels = torch.zeros((shape[0], 1, *shape[2:]))
+    logits, label_patches = MedNCA(**SMALL_NCA, **arguments).training_forward(images, labels, seeded(0))
+    assert logits.shape == label_patches.shape == (shape[0], 1, *patch)
+
+
+def test_med_nca_logit_patches_match_label_patches() -> None:
+    """With level 2 copying the image into the logit, the logit patch must equal the label patch."""
+    model = MedNCA(channels=4, hidden_size=2, steps=1, fire_rate=1.0)
+    with torch.no_grad():
+        for parameter in model.level2.parameters():
+            parameter.zero_()
+        model.level2.fc0.weight[0, 0] = 1.0
+        model.level2.fc1.weight[1, 0] = 1.0
+    images = torch.rand((4, 1, 32, 32), generator=seeded(0))
+    logits, label_patches = model.training_forward(images, images.clone(), seeded(3))
+    torch.testing.assert_close(logits, label_patches)
+    corners = {tuple(torch.nonzero(images[i, 0] == label_patches[i, 0, 0, 0])[0].tolist()) for i in range(4)}
+    assert len(corners) > 1
+
+
+@pytest.mark.parametrize("input_channels", [1, 3])
+def test_nca_rule_keeps_input_channels(input_channels: int) -> None:
+    rule = NCARule(channels=8, hidden_size=16, input_channels=input_channels)
+    randomise_fc1(rule)
+    state = torch.rand((2, 8, 12, 12), generator=seeded(0))
+    with torch.no_grad():
+        final = rule.run(state, steps=5, fire_rate=0.5, generator=seeded(0))
+    assert torch.equal(final[:, :input_channels], state[:, :input_channels])
+    assert not torch.equal(final[:, input_channels:], state[:, input_channels:])
+
+
+@pytest.mark.parametrize("fire_rate", [0.25, 0.75])
+def test_fire_rate_is_the_updated_fraction(fire_rate: float) -> None:
+    rule = NCARule(channels=8, hidden_size=16)
+    randomise_fc1(rule)
+    state = torch.rand((4, 8, 64, 64), generator=seeded(0))
+    with torch.no_grad():
+        new = rule.step(state, fire_rate, seeded(0))
+    changed = (new[:, 1:] != state[:, 1:]).any(dim=1).float().mean().item()
+    assert changed == pytest.approx(fire_rate, abs=0.05)
+
+
+@pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
+def test_untrained_nca_leaves_the_state_unchanged(model_class: type[nn.Module]) -> None:
+    model = model_class(**SMALL_NCA)
+    assert all(torch.count_nonzero(m.fc1.weight) == 0 for m in model.modules() if isinstance(m, NCARule))
+    logits = model(torch.rand((1, 1, 16, 16), generator=seeded(0)), seeded(0))
+    assert torch.count_nonzero(logits) == 0
+
+
+@pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
+def test_nca_randomness_comes_from_the_generator(model_class: type[nn.Module]) -> None:
+    model = model_class(**SMALL_NCA)
+    randomise_fc1(model)
+    images = torch.rand((2, 1, 16, 16), generator=seeded(0))
+    with torch.no_grad():
+        first, again, other = (model(images, seeded(s)) for s in (5, 5, 6))
+        default = model(images)
+        zero = model(images, seeded(0))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert torch.equal(default, zero)
+    assert is_stochastic(model)
+
+
+def test_med_nca_patches_come_from_the_generator() -> None:
+    model = MedNCA(**SMALL_NCA)
+    images = torch.rand((4, 1, 32, 32), generator=seeded(0))
+    patches = [model.training_forward(images, images, seeded(s))[1] for s in (1, 1, 2)]
+    assert torch.equal(patches[0], patches[1])
+    assert not torch.equal(patches[0], patches[2])
+
+
+@pytest.mark.parametrize(
+    ("model_class", "arguments", "shape"),
+    [(UNet2D, SMALL_UNET, (1, 1, 16, 16)), (SegNet, {"base_channels": 2}, (1, 3, 32, 32))],
+)
+def test_deterministic_models_ignore_the_generator(
+    model_class: type[nn.Module], arguments: dict, shape: tuple[int, ...]
+) -> None:
+    model = model_class(**arguments).eval()
+    images = torch.rand(shape, generator=seeded(0))
+    with torch.no_grad():
+        assert torch.equal(model(images, seeded(1)), model(images, seeded(2)))
+        assert torch.equal(model(images), model(images, None))
+    assert not is_stochastic(model)
+
+
+def test_med_nca_gradients_reach_level_one() -> None:
+    model = MedNCA(**SMALL_NCA)
+    randomise_fc1(model)
+    images = torch.rand((2, 1, 16, 16), generator=seeded(0))
+    logits, labels = model.training_forward(images, (images > 0.5).float(), seeded(0))
+    F.binary_cross_entropy_with_logits(logits, labels).backward()
+    for parameter in (model.level1.fc1.weight, model.level1.fc0.weight, model.level1.p0.weight):
+        assert parameter.grad is not None and torch.count_nonzero(parameter.grad) > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "message"),
+    [
+        (MedNCA(**SMALL_NCA), (1, 1, 30, 32), "not divisible by downscale=4"),
+        (MedNCA(**SMALL_NCA), (1, 2, 32, 32), "expected images of shape"),
+        (SegNet(base_channels=2), (1, 3, 48, 32), "not divisible by 32"),
+        (UNet2D(**SMALL_UNET), (1, 1, 18, 16), "18x16 is not divisible by the stride product 4"),
+    ],
+)
+def test_bad_image_sizes_are_value_errors(model: nn.Module, shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model(torch.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    ("model_class", "arguments"),
+    [
+        (MedNCA, {"channels": 1}),
+        (MedNCA, {"fire_rate": 0.0}),
+        (MedNCA, {"downscale": 0}),
+        (SingleLevelNCA, {"steps": -1}),
+        (UNet2D, {"channels": (4, 8), "strides": (2, 2)}),
+    ],
+)
+def test_bad_model_settings_are_value_errors(model_class: type[nn.Module], arguments: dict) -> None:
+    with pytest.raises(ValueError):
+        model_class(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("med_nca", SMALL_NCA),
+        ("nca", SMALL_NCA),
+        ("unet", {"channels": [4, 8], "strides": [2]}),
+        ("segnet", {}),
+    ],
+)
+def test_build_model(name: str, arguments: dict) -> None:
+    model = build_model(name, in_channels=2, **arguments)
+    assert isinstance(model, MODELS[name])
+    assert model.in_channels == 2
+
+
+def test_build_model_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="unknown model 'vnet'.*med_nca, nca, segnet, unet"):
+        build_model("vnet", in_channels=1)
+    with pytest.raises(ValueError, match="'segnet' does not accept argument.*: steps"):
+        build_model("segnet", in_channels=1, steps=3)
+    with pytest.raises(ValueError, match="model 'unet'"):
+        build_model("unet", in_channels=1, channels=5)
+
+
+def test_med_nca_overfits_one_image() -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MedNCA(channels=8, hidden_size=32, steps=8, patch_size=16)
+    label = torch.zeros((1, 1, 16, 16))
+    label[..., 4:12, 4:12] = 1.0
+    image = 0.2 + 0.6 * label + 0.1 * torch.rand(label.shape, generator=seeded(0))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = seeded(0)
+    losses = []
+    for _ in range(60):
+        logits, target = model.training_forward(image, label, generator)
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0]

@@ -1,0 +1,121 @@
+"""The training loop: seeded, resumable after a kill, checkpoints that round-trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mednca.models import build_model
+from mednca.train import checkpoint, loop
+from mednca.train.loop import TrainingSettings, train_model
+from mednca.train.stages import train_stage
+
+NCA = {"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2}
+SETTINGS = TrainingSettings(epochs=3, batch_size=4, checkpoint_every=1)
+
+
+def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(10, 1, 8, 8, generator=generator)
+    return images, (images > 0.6).float()
+
+
+def _train(out_dir: Path, seed: int = 0, settings: TrainingSettings = SETTINGS, name: str = "med_nca"):
+    arguments = NCA if name == "med_nca" else {"channels": [4, 8], "strides": [2], "num_res_units": 0}
+    images, labels = _data()
+
+    def build() -> torch.nn.Module:
+        return build_model(name, 1, **arguments)
+
+    return train_model(build, images, labels, settings, seed, out_dir, torch.device("cpu"), progress=False)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("name", ["med_nca", "unet"])
+def test_same_seed_gives_identical_weights_and_losses(tmp_path: Path, name: str) -> None:
+    first, first_history = _train(tmp_path / "a", name=name)
+    second, second_history = _train(tmp_path / "b", name=name)
+    assert _same_weights(first, second)
+    assert [r["loss"] for r in first_history] == [r["loss"] for r in second_history]
+    other, _ = _train(tmp_path / "c", seed=1, name=name)
+    assert not _same_weights(first, other)
+
+
+def test_training_does_not_touch_the_global_random_state(tmp_path: Path) -> None:
+    state = torch.random.get_rng_state()
+    _train(tmp_path)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
+    straight, straight_history = _train(tmp_path / "straight")
+    run_epoch = loop._run_epoch
+    calls = []
+
+    def killed_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "resumed")
+    assert checkpoint.load(tmp_path / "resumed" / loop.CHECKPOINT_NAME)["epoch"] == 1
+    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    resumed, resumed_history = _train(tmp_path / "resumed")
+    assert _same_weights(straight, resumed)
+    assert [r["loss"] for r in resumed_history] == [r["loss"] for r in straight_history]
+    assert (tmp_path / "resumed" / loop.LOG_NAME).read_text().count("\n") == 4
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path: Path) -> None:
+    _train(tmp_path, settings=TrainingSettings(epochs=1, batch_size=4, lr=0.1))
+    _, history = _train(tmp_path)
+    assert len(history) == 3
+    assert history[0]["lr"] < 1.6e-3
+
+
+def test_model_file_round_trip(tmp_path: Path) -> None:
+    model = build_model("med_nca", 1, **NCA)
+    torch.nn.init.normal_(model.level2.fc1.weight)
+    preprocessing = {"image_size": [8, 8]}
+    checkpoint.save(tmp_path / "model.pt", checkpoint.model_payload("med_nca", 1, NCA, model, preprocessing))
+    loaded, payload = checkpoint.load_model(tmp_path / "model.pt")
+    images = torch.rand(2, 1, 8, 8)
+    expected = model.eval()(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(loaded(images, generator=torch.Generator().manual_seed(3)), expected)
+    assert payload["preprocessing"] == preprocessing
+
+
+def test_damaged_model_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="model.pt: cannot load model checkpoint"):
+        checkpoint.load_model(tmp_path / "model.pt")
+
+
+def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Path, tmp_path: Path) -> None:
+    settings = TrainingSettings(epochs=1, batch_size=8)
+    preprocessing = {"foreground_labels": [1, 2], "image_size": [16, 16]}
+    common = {"slices_dir": prepared_phantom / "slices", "manifest_csv": prepared_phantom / "manifest.csv"}
+    train_stage(**common, model_path=tmp_path / "a" / "model.pt", model_name="med_nca", arguments=NCA,
+                settings=settings, seed=0, preprocessing=preprocessing)  # fmt: skip
+    payload = checkpoint.load(tmp_path / "a" / "model.pt")
+    assert payload["training"]["train_cases"] == 3 and payload["training"]["parameters"] > 0
+    assert (tmp_path / "a" / "training.json").exists() and (tmp_path / "a" / "train_log.csv").exists()
+
+    three_channels = dict(payload, in_channels=3, state_dict=build_model("med_nca", 3, **NCA).state_dict())
+    checkpoint.save(tmp_path / "source.pt", three_channels)
+    train_stage(**common, model_path=tmp_path / "b" / "model.pt", model_name="med_nca", arguments=NCA,
+                settings=settings, seed=0, preprocessing=preprocessing, max_cases=2,
+                init_model=tmp_path / "source.pt")  # fmt: skip
+    tuned = checkpoint.load(tmp_path / "b" / "model.pt")
+    assert tuned["in_channels"] == 3 and tuned["preprocessing"]["repeat_channels"] == 3
+    assert tuned["training"]["train_cases"] == 2

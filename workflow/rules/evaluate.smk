@@ -1,0 +1,23 @@
+rule evaluate_model:
+    input:
+        model=run_output("models", "model.pt"),
+        slices=rules.preprocess_dataset.output.slices,
+        manifest=rules.split_dataset.output[0],
+        cases=rules.validate_dataset.output[0],
+        source=rules.fetch_dataset.output[0],
+    output:
+        per_case=run_output("metrics", "per_case.csv"),
+        summary=run_output("metrics", "summary.json"),
+        predictions=directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}/seed{{seed}}"),
+    log:
+        run_log("evaluate"),
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_]+",
+    params:
+        device=config["device"],
+        batch_size=config["evaluation"]["batch_size"],
+    threads: workflow.cores
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/evaluate_model.py"
