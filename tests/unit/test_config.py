@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from monai.apps import DecathlonDataset
+from snakemake.utils import update_config
 
 from mednca.config import load_yaml, validate_config
 from mednca.errors import ConfigError
@@ -17,8 +18,11 @@ PAPER = load_yaml(ROOT / "config" / "config.yaml")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
-def test_shipped_configs_are_valid(name: str) -> None:
-    validate_config(load_yaml(ROOT / "config" / name), SCHEMA)
+def test_shipped_configs_are_valid_over_the_default(name: str) -> None:
+    """Like Snakemake, a --configfile is merged over config/config.yaml before validation."""
+    config = copy.deepcopy(PAPER)
+    update_config(config, load_yaml(ROOT / "config" / name))
+    validate_config(config, SCHEMA)
 
 
 def test_paper_config_runs_hippocampus_and_prostate() -> None:
@@ -77,3 +81,14 @@ def test_invalid_configs_name_the_key(change, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(_broken(change), SCHEMA)
     assert message in str(error.value)
+
+
+def test_setting_one_training_key_keeps_the_models_own_defaults() -> None:
+    config = copy.deepcopy(PAPER)
+    config["model_settings"] = {"unet": {"training": {"epochs": 5}}, "segnet": {}}
+    filled = validate_config(config, SCHEMA)["model_settings"]
+    assert filled["unet"]["training"]["epochs"] == 5
+    assert (filled["unet"]["training"]["lr"], filled["unet"]["training"]["betas"]) == (1e-4, [0.9, 0.99])
+    assert filled["segnet"]["training"]["optimizer"] == "sgd"
+    assert filled["med_nca"]["architecture"]["channels"] == 16
+    assert filled["med_nca"]["training"]["lr"] == 1.6e-3
