@@ -9,7 +9,6 @@ torch.set_num_threads(snakemake.threads)
 run_logged(
     lambda: evaluate_stage(
         model_path=snakemake.input.model,
-        slices_dir=snakemake.input.slices,
         manifest_csv=snakemake.input.manifest,
         cases_csv=snakemake.input.cases,
         source_json=snakemake.input.source,
@@ -19,6 +18,7 @@ run_logged(
         seed=int(snakemake.wildcards.seed),
         device_name=snakemake.params.device,
         batch_size=snakemake.params.batch_size,
+        nca_runs=snakemake.params.nca_runs,
     ),
     snakemake.log[0],
 )

@@ -115,7 +115,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data, out = Path(args.data), Path(args.out_dir)
     evaluate_stage(
         model_path=Path(args.model),
-        slices_dir=data / "slices",
         manifest_csv=data / "manifest.csv",
         cases_csv=data / "cases.csv",
         source_json=data / "source.json",
@@ -125,6 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device_name=args.device,
         batch_size=args.batch_size,
+        nca_runs=args.runs,
     )
     print(out / "summary.json")
     return 0
@@ -134,7 +134,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Segment a new volume with a trained model file."""
     from mednca.evaluate.predict import predict_file
 
-    predict_file(Path(args.model), [Path(p) for p in args.input], Path(args.output), args.device, args.seed)
+    inputs = [Path(p) for p in args.input]
+    predict_file(Path(args.model), inputs, Path(args.output), args.device, args.seed, args.runs)
     print(args.output)
     return 0
 
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--runs", type=int, default=10, help="runs averaged for NCAs (gives the NQM)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
@@ -211,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
     predict.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
+    predict.add_argument("--runs", type=int, default=1, help="NCA runs averaged (the NQM is logged)")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=cmd_predict)
     return parser

@@ -54,7 +54,6 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
 ) -> None:
     evaluate_stage(
         model_path=trained_model,
-        slices_dir=prepared_phantom / "slices",
         manifest_csv=prepared_phantom / "manifest.csv",
         cases_csv=prepared_phantom / "cases.csv",
         source_json=prepared_phantom / "source.json",
@@ -65,7 +64,8 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
     per_case = pd.read_csv(tmp_path / "per_case.csv")
     manifest = pd.read_csv(prepared_phantom / "manifest.csv")
     assert sorted(per_case["case_id"]) == sorted(manifest.loc[manifest.split == "test", "case_id"])
-    assert per_case[["dice", "hd95"]].notna().all().all()
+    assert per_case[["dice", "hd95", "nqm"]].notna().all().all()
+    assert (per_case["nqm"] == 0).all()
     assert per_case["dice"].between(0, 1).all()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["dice_mean"] == pytest.approx(per_case["dice"].mean())

@@ -92,6 +92,21 @@ def evaluation_outputs():
     ]
 
 
+def robustness_tables():
+    """Path patterns of one run's robustness tables, one per configured study (in config order)."""
+    return [run_output("robustness", f"{study}.csv") for study in config["robustness"]["studies"]]
+
+
+def robustness_outputs():
+    """Every robustness table of every (dataset, model, seed)."""
+    return [
+        pattern.format(dataset=dataset, model=model, seed=seed)
+        for dataset, model in runs()
+        for seed in config["seeds"]
+        for pattern in robustness_tables()
+    ]
+
+
 def all_outputs():
     """Every final output of the configured run."""
-    return data_outputs() + evaluation_outputs()
+    return data_outputs() + evaluation_outputs() + robustness_outputs()

@@ -1,7 +1,6 @@
 rule evaluate_model:
     input:
         model=run_output("models", "model.pt"),
-        slices=rules.preprocess_dataset.output.slices,
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
@@ -16,6 +15,7 @@ rule evaluate_model:
     params:
         device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
+        nca_runs=config["evaluation"]["nca_runs"],
     threads: workflow.cores
     conda:
         "../../envs/train.yaml"

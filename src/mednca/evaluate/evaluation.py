@@ -1,52 +1,128 @@
-"""The evaluation stage: segment every test case, put it back in its original geometry, measure it."""
+"""The evaluation stage: segment every test case in its original geometry and measure it.
+
+Each case is read from the raw data, preprocessed as in training, segmented, mapped back into its own voxel
+grid and compared with its original label map (foreground labels merged). The robustness studies run the
+same code on perturbed cases, so their severity 0 reproduces this evaluation exactly.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from mednca.data.preprocess import binarise_label, load_slices, slices_to_volume
+from mednca.data.preprocess import binarise_label, slices_to_volume
 from mednca.data.stages import case_from_record, dataset_folder, read_table
-from mednca.data.volumes import read_nifti, read_voxels, save_label_map
+from mednca.data.volumes import CaseVolume, load_case, save_label_map
 from mednca.device import peak_memory_mb, resolve_device
-from mednca.evaluate.inference import predict_slices
+from mednca.evaluate.inference import case_generator, predict_slices, prepare_slices
 from mednca.evaluate.metrics import dice_score, hd95
 from mednca.io import write_csv, write_json
 from mednca.models import count_parameters
 from mednca.train.checkpoint import load_model
-from mednca.train.data import repeat_channels, split_case_ids
+from mednca.train.data import split_case_ids
 
 log = logging.getLogger(__name__)
 
 
-def ground_truth(record: pd.Series, root: Path, foreground_labels: tuple[int, ...]) -> np.ndarray:
-    """The case's original label map, binarised: (X, Y, Z) uint8."""
-    label_path = case_from_record(record, root).label
-    return binarise_label(read_voxels(read_nifti(label_path), label_path), foreground_labels)
+@dataclass(frozen=True)
+class Segmentation:
+    """A case's (X, Y, Z) uint8 {0, 1} prediction, the NQM of its runs and the inference time."""
+
+    label: np.ndarray
+    nqm: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A trained model with everything needed to segment raw volumes as in training."""
+
+    model: nn.Module
+    preprocessing: dict[str, Any]
+    device: torch.device
+    runs: int = 1
+    batch_size: int = 64
+
+    def segment(
+        self,
+        image: np.ndarray,
+        affine: np.ndarray,
+        generator: torch.Generator,
+        size: tuple[int, int] | None = None,
+        normalised: bool = False,
+    ) -> Segmentation:
+        """(C, X, Y, Z) image -> its segmentation in the same grid.
+
+        ``size`` overrides the model input size; ``normalised`` says the intensities are already normalised.
+        """
+        slices, geometry = prepare_slices(image, affine, self.preprocessing, size, normalised)
+        started = time.perf_counter()
+        prediction = predict_slices(self.model, slices, self.device, generator, self.runs, self.batch_size)
+        seconds = time.perf_counter() - started
+        label = (slices_to_volume(prediction.probabilities, geometry) >= 0.5).astype(np.uint8)
+        return Segmentation(label, prediction.nqm, seconds)
+
+
+def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: int) -> Segmenter:
+    """A Segmenter from a model file (the NCA ``runs`` only apply to stochastic models)."""
+    device = resolve_device(device_name)
+    model, payload = load_model(model_path, device)
+    return Segmenter(model, payload["preprocessing"], device, runs, batch_size)
+
+
+def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along each array axis."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def score(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """Dice, HD95 (mm) and voxel counts of a binary prediction against a binary label."""
+    return {
+        "dice": dice_score(prediction, truth),
+        "hd95": hd95(prediction, truth, spacing),
+        "predicted_voxels": int(prediction.sum()),
+        "label_voxels": int(truth.sum()),
+    }
+
+
+def test_cases(manifest_csv: Path, cases_csv: Path, source_json: Path) -> list:
+    """The Case objects of the test split, sorted by id."""
+    records = read_table(cases_csv, "table of valid cases").set_index("case_id", drop=False)
+    root = dataset_folder(source_json)
+    return [case_from_record(records.loc[case_id], root) for case_id in split_case_ids(manifest_csv, "test")]
+
+
+def load_test_case(case, foreground_labels: tuple[int, ...]) -> tuple[CaseVolume, np.ndarray]:
+    """A test case's raw volume and its binarised (X, Y, Z) uint8 label."""
+    volume = load_case(case)
+    return volume, binarise_label(volume.label, foreground_labels)
 
 
 def summarise(per_case: pd.DataFrame) -> dict[str, float]:
-    """Mean and standard deviation of Dice and HD95 over cases."""
+    """Mean and standard deviation of Dice and HD95 over cases, mean NQM and inference time."""
     return {
         "cases": len(per_case),
         "dice_mean": float(per_case["dice"].mean()),
         "dice_std": float(per_case["dice"].std(ddof=0)),
         "hd95_mean": float(per_case["hd95"].mean()),
         "hd95_std": float(per_case["hd95"].std(ddof=0)),
+        "nqm_mean": float(per_case["nqm"].mean()),
         "inference_seconds_mean": float(per_case["inference_seconds"].mean()),
     }
 
 
 def evaluate_stage(
     model_path: Path,
-    slices_dir: Path,
     manifest_csv: Path,
     cases_csv: Path,
     source_json: Path,
@@ -56,55 +132,41 @@ def evaluate_stage(
     seed: int = 0,
     device_name: str = "auto",
     batch_size: int = 64,
+    nca_runs: int = 1,
 ) -> None:
-    """Predict every test case, write its NIfTI label map and per-case / summary metrics.
+    """Segment every test case, write its NIfTI prediction, per-case metrics and a summary.
 
-    Metrics compare the prediction, mapped back to the case's original voxel grid, with the original label
-    map binarised with the foreground labels the model was trained with.
+    ``nca_runs``: runs averaged for a stochastic model (gives the NQM); deterministic models run once.
     """
-    device = resolve_device(device_name)
-    model, payload = load_model(model_path, device)
-    repeat = payload["preprocessing"].get("repeat_channels", 1)
-    foreground_labels = tuple(payload["preprocessing"]["foreground_labels"])
-    records = read_table(cases_csv, "table of valid cases").set_index("case_id", drop=False)
-    root = dataset_folder(source_json)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
+    foreground = tuple(segmenter.preprocessing["foreground_labels"])
     rows = []
-    for case_id in tqdm(split_case_ids(manifest_csv, "test"), desc="evaluating", unit="case"):
-        images, _, geometry = load_slices(Path(slices_dir) / f"{case_id}.npz")
-        images = repeat_channels(torch.from_numpy(images), repeat).numpy()
-        started = time.perf_counter()
-        probabilities = predict_slices(model, images, device, batch_size, generator)
-        seconds = time.perf_counter() - started
-        prediction = (slices_to_volume(probabilities, geometry) >= 0.5).astype(np.uint8)
-        save_label_map(Path(predictions_dir) / f"{case_id}.nii.gz", prediction, geometry.affine)
-        truth = ground_truth(records.loc[case_id], root, foreground_labels)
-        spacing = tuple(np.sqrt((geometry.affine[:3, :3] ** 2).sum(axis=0)))
+    for case in tqdm(test_cases(manifest_csv, cases_csv, source_json), desc="evaluating", unit="case"):
+        volume, truth = load_test_case(case, foreground)
+        result = segmenter.segment(
+            volume.image, volume.affine, case_generator(seed, case.case_id, segmenter.device)
+        )
+        save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", result.label, volume.affine)
+        metrics = score(result.label, truth, spacing_of(volume.affine))
         rows.append(
-            {
-                "case_id": case_id,
-                "dice": dice_score(prediction, truth),
-                "hd95": hd95(prediction, truth, spacing),
-                "predicted_voxels": int(prediction.sum()),
-                "label_voxels": int(truth.sum()),
-                "inference_seconds": seconds,
-            }
+            {"case_id": case.case_id, **metrics, "nqm": result.nqm, "inference_seconds": result.seconds}
         )
     per_case = pd.DataFrame(rows)
     summary = summarise(per_case)
     training_json = Path(model_path).parent / "training.json"
     training = json.loads(training_json.read_text()) if training_json.exists() else {}
     summary.update(
-        model=payload["model"],
-        parameters=count_parameters(model),
-        device=str(device),
-        inference_peak_memory_mb=peak_memory_mb(device),
+        model=training.get("model"),
+        parameters=count_parameters(segmenter.model),
+        device=str(segmenter.device),
+        nca_runs=nca_runs,
+        inference_peak_memory_mb=peak_memory_mb(segmenter.device),
         train_seconds=training.get("train_seconds"),
         train_peak_memory_mb=training.get("peak_memory_mb"),
         epochs=training.get("epochs"),
     )
     log.info(
-        "%s: Dice %.3f +- %.3f over %d test case(s)",
+        "%s: Dice %.3f +- %.3f over %d test cases",
         model_path,
         summary["dice_mean"],
         summary["dice_std"],

@@ -10,10 +10,8 @@ import torch
 
 from mednca.data.layout import Channel
 from mednca.data.volumes import read_nifti, read_voxels, save_label_map, select_channel
-from mednca.device import resolve_device
 from mednca.errors import DataError
-from mednca.evaluate.inference import segment_volume
-from mednca.train.checkpoint import load_model
+from mednca.evaluate.evaluation import load_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +38,32 @@ def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.nda
 
 
 def predict_file(
-    model_path: Path, inputs: list[Path], output: Path, device_name: str = "auto", seed: int = 0
+    model_path: Path,
+    inputs: list[Path],
+    output: Path,
+    device_name: str = "auto",
+    seed: int = 0,
+    runs: int = 1,
 ) -> np.ndarray:
-    """Segment the volume in ``inputs`` and write a {0, 1} label map with the input's shape and affine."""
-    device = resolve_device(device_name)
-    model, payload = load_model(model_path, device)
-    image, affine = read_input_channels([Path(p) for p in inputs], payload["preprocessing"])
-    expected = payload["in_channels"] // payload["preprocessing"].get("repeat_channels", 1)
+    """Segment the volume in ``inputs`` and write a {0, 1} label map with the input's shape and affine.
+
+    An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is logged.
+    """
+    segmenter = load_segmenter(Path(model_path), device_name, runs, batch_size=64)
+    preprocessing = segmenter.preprocessing
+    image, affine = read_input_channels([Path(p) for p in inputs], preprocessing)
+    expected = segmenter.model.in_channels // preprocessing.get("repeat_channels", 1)
     if image.shape[0] != expected:
         raise DataError(
             f"{model_path}: the model takes {expected} input channel(s), the input has {image.shape[0]}"
         )
-    generator = torch.Generator(device=device).manual_seed(seed)
-    label = segment_volume(model, image, affine, payload["preprocessing"], device, generator)
-    save_label_map(Path(output), label, affine)
-    log.info("wrote %s: %d foreground voxels of %d", output, int(label.sum()), label.size)
-    return label
+    result = segmenter.segment(image, affine, torch.Generator(device=segmenter.device).manual_seed(seed))
+    save_label_map(Path(output), result.label, affine)
+    log.info(
+        "wrote %s: %d foreground voxels of %d (NQM %.4f)",
+        output,
+        int(result.label.sum()),
+        result.label.size,
+        result.nqm,
+    )
+    return result.label

@@ -6,7 +6,7 @@ Every model maps (B, C_in, H, W) float images to (B, 1, H, W) foreground logits 
 """
 
 from mednca.models.nca import MedNCA, NCARule, SingleLevelNCA
-from mednca.models.registry import MODELS, build_model, count_parameters, is_stochastic
+from mednca.models.registry import MODELS, build_model, count_parameters, is_stochastic, size_multiple
 from mednca.models.segnet import SegNet
 from mednca.models.unet import UNet2D
 
@@ -20,4 +20,5 @@ __all__ = [
     "build_model",
     "count_parameters",
     "is_stochastic",
+    "size_multiple",
 ]

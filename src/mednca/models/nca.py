@@ -149,6 +149,7 @@ class MedNCA(nn.Module):
         self.steps = steps
         self.fire_rate = fire_rate
         self.downscale = downscale
+        self.size_multiple = downscale
         self.patch_size = patch_size
         self.level1 = NCARule(channels, hidden_size, in_channels)
         self.level2 = NCARule(channels, hidden_size, in_channels)
@@ -241,6 +242,7 @@ class SingleLevelNCA(nn.Module):
         self.channels = channels
         self.steps = steps
         self.fire_rate = fire_rate
+        self.size_multiple = 1
         self.rule = NCARule(channels, hidden_size, in_channels)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -51,3 +51,8 @@ def count_parameters(model: nn.Module) -> int:
 def is_stochastic(model: nn.Module) -> bool:
     """True for models whose output depends on the generator (the NCAs)."""
     return isinstance(model, STOCHASTIC)
+
+
+def size_multiple(model: nn.Module) -> int:
+    """What input height and width must be a multiple of (Med-NCA: its downscale; UNet: its strides)."""
+    return int(getattr(model, "size_multiple", 1))

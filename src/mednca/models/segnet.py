@@ -67,6 +67,7 @@ class SegNet(nn.Module):
     def __init__(self, in_channels: int = 3, base_channels: int = 64) -> None:
         super().__init__()
         self.in_channels = in_channels
+        self.size_multiple = 32
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         widths = [in_channels] + [base_channels * factor for factor in WIDTH_FACTORS]
         self.encoders = nn.ModuleList(

@@ -1,0 +1,111 @@
+"""Robustness stage: severity 0 reproduces the evaluation, NQM separates stochastic from deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mednca.evaluate.evaluation import evaluate_stage
+from mednca.evaluate.inference import nqm
+from mednca.perturb.robustness import robustness_stage
+from mednca.train.loop import TrainingSettings
+from mednca.train.stages import train_stage
+
+PREPROCESSING = {
+    "layout": "msd",
+    "modalities": [0],
+    "sequences": ["t1"],
+    "foreground_labels": [1, 2],
+    "slice_axis": 2,
+    "image_size": [16, 16],
+    "resize_mode": "stretch",
+    "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
+}
+ARCHITECTURES = {
+    "med_nca": {"channels": 6, "hidden_size": 16, "steps": 6, "downscale": 4},
+    "unet": {"channels": [4, 8], "strides": [2], "num_res_units": 0},
+}
+STUDIES = ["shift", "scale_resize", "scale_fixed", "noise", "ghosting", "anisotropy"]
+LEVELS = {"shift": [0, 0.2], "scale_resize": [1.0, 2.0], "scale_fixed": [1.0, 0.5], "noise": [0, 0.1]}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, Path, Path]:
+    """(model name, data folder, run folder) of a model trained for 2 epochs and evaluated with 3 runs."""
+    name = request.param
+    run = tmp_path_factory.mktemp(name)
+    train_stage(
+        slices_dir=prepared_phantom / "slices",
+        manifest_csv=prepared_phantom / "manifest.csv",
+        model_path=run / "model.pt",
+        model_name=name,
+        arguments=ARCHITECTURES[name],
+        settings=TrainingSettings(epochs=2, batch_size=8, lr=1e-2),
+        seed=0,
+        preprocessing=PREPROCESSING,
+    )
+    data = {
+        key: prepared_phantom / f"{key}.{suffix}" for key, suffix in [("manifest", "csv"), ("cases", "csv")]
+    }
+    evaluate_stage(
+        run / "model.pt", data["manifest"], data["cases"], prepared_phantom / "source.json", run / "per_case.csv",
+        run / "summary.json", run / "predictions", nca_runs=3,
+    )  # fmt: skip
+    robustness_stage(
+        run / "model.pt", data["manifest"], data["cases"], prepared_phantom / "source.json",
+        {study: run / f"{study}.csv" for study in STUDIES}, run / "gallery", levels=LEVELS, nca_runs=3,
+    )  # fmt: skip
+    return name, prepared_phantom, run
+
+
+def test_severity_zero_reproduces_the_evaluation_exactly(evaluated) -> None:
+    _, _, run = evaluated
+    per_case = pd.read_csv(run / "per_case.csv").set_index("case_id")
+    for study in STUDIES:
+        table = pd.read_csv(run / f"{study}.csv")
+        clean = table[table.severity == 0].set_index("case_id")
+        assert sorted(clean.index) == sorted(per_case.index)
+        for column in ("dice", "hd95", "nqm", "predicted_voxels"):
+            np.testing.assert_array_equal(clean[column], per_case.loc[clean.index, column], err_msg=study)
+
+
+def test_every_study_has_every_case_and_severity(evaluated) -> None:
+    _, _, run = evaluated
+    cases = len(pd.read_csv(run / "per_case.csv"))
+    for study in STUDIES:
+        table = pd.read_csv(run / f"{study}.csv")
+        levels = LEVELS.get(study)
+        expected = len(levels) if levels else 5
+        assert len(table) == cases * expected
+        assert list(table.columns[:6]) == ["case_id", "study", "severity", "value", "dice", "hd95"]
+        assert table[["dice", "hd95", "nqm"]].notna().all().all()
+        gallery = np.load(run / "gallery" / f"{study}.npz")
+        assert {f"prediction_{s}" for s in range(expected)} <= set(gallery.files)
+
+
+def test_resize_protocol_feeds_the_model_at_the_new_size(evaluated) -> None:
+    _, _, run = evaluated
+    table = pd.read_csv(run / "scale_resize.csv")
+    zoomed = table[table.severity == 1]
+    assert (zoomed["effective_factor"] > 1.5).all()
+    gallery = np.load(run / "gallery" / "scale_resize.npz")
+    assert gallery["image_1"].shape[0] > gallery["image_0"].shape[0]
+
+
+def test_nqm_is_zero_for_deterministic_and_positive_for_stochastic_models(evaluated) -> None:
+    name, _, run = evaluated
+    per_case = pd.read_csv(run / "per_case.csv")
+    if name == "unet":
+        assert (per_case["nqm"] == 0).all()
+    else:
+        assert (per_case["nqm"] > 0).all()
+
+
+def test_nqm_definition() -> None:
+    mean = np.array([[0.5, 0.5], [0.0, 1.0]])
+    std = np.array([[0.1, 0.1], [0.0, 0.0]])
+    assert nqm(mean, std) == pytest.approx(0.2 / 2.0)
+    assert nqm(np.zeros((2, 2)), np.zeros((2, 2))) == 0.0

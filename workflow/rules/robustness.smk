@@ -1,0 +1,26 @@
+rule robustness_studies:
+    input:
+        model=run_output("models", "model.pt"),
+        manifest=rules.split_dataset.output[0],
+        cases=rules.validate_dataset.output[0],
+        source=rules.fetch_dataset.output[0],
+    output:
+        tables=robustness_tables(),
+        gallery=directory(f"{RESULTS}/robustness/{{dataset}}/{{model}}/seed{{seed}}/gallery"),
+    log:
+        run_log("robustness"),
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_]+",
+    params:
+        studies=config["robustness"]["studies"],
+        levels=config["robustness"]["levels"],
+        fill=config["robustness"]["fill"],
+        max_cases=config["robustness"]["max_cases"],
+        device=config["device"],
+        batch_size=config["evaluation"]["batch_size"],
+        nca_runs=config["evaluation"]["nca_runs"],
+    threads: workflow.cores
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/robustness_studies.py"
