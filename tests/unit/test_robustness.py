@@ -48,16 +48,20 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
         preprocessing=PREPROCESSING,
     )
     data = {
-        key: prepared_phantom / f"{key}.{suffix}" for key, suffix in [("manifest", "csv"), ("cases", "csv")]
+        "model_path": run / "model.pt",
+        "manifest_csv": prepared_phantom / "manifest.csv",
+        "cases_csv": prepared_phantom / "cases.csv",
+        "source_json": prepared_phantom / "source.json",
+        "nca_runs": 3,
     }
     evaluate_stage(
-        run / "model.pt", data["manifest"], data["cases"], prepared_phantom / "source.json", run / "per_case.csv",
-        run / "summary.json", run / "predictions", nca_runs=3,
-    )  # fmt: skip
-    robustness_stage(
-        run / "model.pt", data["manifest"], data["cases"], prepared_phantom / "source.json",
-        {study: run / f"{study}.csv" for study in STUDIES}, run / "gallery", levels=LEVELS, nca_runs=3,
-    )  # fmt: skip
+        **data,
+        per_case_csv=run / "per_case.csv",
+        summary_json=run / "summary.json",
+        predictions_dir=run / "pred",
+    )
+    studies = {study: run / f"{study}.csv" for study in STUDIES}
+    robustness_stage(**data, studies=studies, gallery_dir=run / "gallery", levels=LEVELS)
     return name, prepared_phantom, run
 
 
