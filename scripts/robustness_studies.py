@@ -15,6 +15,7 @@ run_logged(
         source_json=snakemake.input.source,
         studies=studies,
         gallery_dir=snakemake.output.gallery,
+        quality_json=snakemake.output.quality,
         seed=int(snakemake.wildcards.seed),
         levels=snakemake.params.levels,
         fill=snakemake.params.fill,

@@ -73,20 +73,34 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCHEMA = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+
+
+def load_config(files: list[str], schema: Path) -> dict:
+    """The default config with each file merged over it in turn, as the workflow's --configfile does."""
+    from snakemake.utils import update_config
+
+    from mednca.config import load_yaml, validate_config
+
+    config = load_yaml(DEFAULT_CONFIG)
+    for path in files:
+        update_config(config, load_yaml(Path(path)) or {})
+    return validate_config(config, schema)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
-    from mednca.config import load_yaml, preprocessing_of, validate_config
+    from mednca.config import preprocessing_of
     from mednca.train.loop import TrainingSettings
     from mednca.train.stages import train_stage
 
-    config = validate_config(load_yaml(Path(args.config)), Path(args.schema))
+    config = load_config(args.config, Path(args.schema))
     data = Path(args.data)
     dataset = args.dataset or data.name
     if dataset not in config["dataset_settings"]:
-        raise MednCAError(f"{args.config}: no dataset_settings for '{dataset}' (pass --dataset)")
+        raise MednCAError(f"no dataset_settings for '{dataset}' in the config (pass --dataset or --config)")
     model = config["model_settings"][args.model]
     training = {**model["training"], "betas": tuple(model["training"]["betas"])}
     if args.epochs is not None:

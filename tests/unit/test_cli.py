@@ -38,3 +38,21 @@ def test_phantom_then_validate(tmp_path: Path, capsys) -> None:
     assert main(["phantom", str(tmp_path / "ph"), "--cases", "3", "--seed", "1"]) == 0
     assert main(["validate", str(tmp_path / "ph")]) == 0
     assert main(["phantom", str(tmp_path / "ph"), "--cases", "3"]) == 2
+
+
+def test_train_and_evaluate_commands(prepared_phantom: Path, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "dataset_settings:\n"
+        "  data: {layout: msd, folder: Phantom, foreground_labels: [1, 2], image_size: [16, 16]}\n"
+        "model_settings:\n"
+        "  unet: {architecture: {channels: [4, 8], strides: [2], num_res_units: 0}}\n"
+    )
+    model = tmp_path / "model.pt"
+    arguments = ["train", str(prepared_phantom), str(model), "--model", "unet", "--config", str(config)]
+    assert main([*arguments, "--epochs", "1"]) == 0
+    assert main(["evaluate", str(model), str(prepared_phantom), str(tmp_path / "eval")]) == 0
+    assert (tmp_path / "eval" / "summary.json").exists()
+    assert len(list((tmp_path / "eval" / "predictions").iterdir())) == 2
+    assert main([*arguments, "--dataset", "nowhere"]) == 2
+    assert "no dataset_settings for 'nowhere'" in capsys.readouterr().err

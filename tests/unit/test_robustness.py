@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.evaluate.inference import nqm
+from mednca.evaluate.quality import failure_detection
 from mednca.perturb.robustness import robustness_stage
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
@@ -61,7 +63,9 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
         predictions_dir=run / "pred",
     )
     studies = {study: run / f"{study}.csv" for study in STUDIES}
-    robustness_stage(**data, studies=studies, gallery_dir=run / "gallery", levels=LEVELS)
+    robustness_stage(
+        **data, studies=studies, gallery_dir=run / "gallery", quality_json=run / "quality.json", levels=LEVELS
+    )
     return name, prepared_phantom, run
 
 
@@ -106,6 +110,23 @@ def test_nqm_is_zero_for_deterministic_and_positive_for_stochastic_models(evalua
         assert (per_case["nqm"] == 0).all()
     else:
         assert (per_case["nqm"] > 0).all()
+
+
+def test_failure_detection_summary_is_written(evaluated) -> None:
+    name, _, run = evaluated
+    quality = json.loads((run / "quality.json").read_text())
+    assert quality["cases"] == sum(len(pd.read_csv(run / f"{study}.csv")) for study in STUDIES)
+    if name == "unet":
+        assert quality["spearman_nqm_dice"] is None
+
+
+def test_failure_detection_on_hand_made_values() -> None:
+    dice = np.array([0.9, 0.85, 0.95, 0.5, 0.3, 0.88])
+    quality = np.array([0.1, 0.12, 0.08, 0.4, 0.6, 0.11])
+    summary = failure_detection(dice, quality)
+    assert summary["failures"] == 2 and summary["failures_caught"] == 2 and summary["successes_flagged"] == 0
+    assert summary["spearman_nqm_dice"] == pytest.approx(-1.0)
+    assert failure_detection(dice, np.zeros(6))["spearman_nqm_dice"] is None
 
 
 def test_nqm_definition() -> None:

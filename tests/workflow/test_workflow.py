@@ -13,6 +13,18 @@ import yaml
 from conftest import write_msd_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
+STUDIES = [
+    "shift",
+    "scale_resize",
+    "scale_fixed",
+    "noise",
+    "spike",
+    "ghosting",
+    "bias_field",
+    "motion",
+    "anisotropy",
+]
+STUDIES += ["gibbs"]
 pytestmark = pytest.mark.workflow
 
 
@@ -71,6 +83,13 @@ def test_demo_trains_and_evaluates_every_model(project: Path) -> None:
             assert per_case["dice"].between(0, 1).all()
             predictions = results / "predictions" / dataset / model / "seed0"
             assert sorted(p.name for p in predictions.iterdir()) == [f"{c}.nii.gz" for c in test_cases]
+            robustness = results / "robustness" / dataset / model / "seed0"
+            for study in STUDIES:
+                table = pd.read_csv(robustness / f"{study}.csv")
+                assert sorted(table["severity"].unique()) == [0, 1, 2]
+                clean = table[table.severity == 0].set_index("case_id")
+                assert (clean["dice"] == per_case.set_index("case_id").loc[clean.index, "dice"]).all()
+                assert (robustness / "gallery" / f"{study}.npz").exists()
     assert "synthetic" in (project / "data" / "raw" / "Phantom_demo" / "dataset.json").read_text().lower()
     again = snakemake(project, "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in again.stdout

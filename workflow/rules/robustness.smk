@@ -7,6 +7,7 @@ rule robustness_studies:
     output:
         tables=robustness_tables(),
         gallery=directory(f"{RESULTS}/robustness/{{dataset}}/{{model}}/seed{{seed}}/gallery"),
+        quality=run_output("robustness", "nqm_failure_detection.json"),
     log:
         run_log("robustness"),
     wildcard_constraints:

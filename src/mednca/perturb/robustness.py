@@ -26,7 +26,8 @@ from mednca.evaluate.evaluation import (
     test_cases,
 )
 from mednca.evaluate.inference import case_generator, normalise
-from mednca.io import atomic_path, write_csv
+from mednca.evaluate.quality import failure_detection
+from mednca.io import atomic_path, write_csv, write_json
 from mednca.models import size_multiple
 from mednca.perturb.geometry import scaled_size
 from mednca.perturb.studies import SCALE_STUDIES, Perturbation, perturb_case, study_perturbations
@@ -96,6 +97,7 @@ def robustness_stage(
     source_json: Path,
     studies: dict[str, Path],
     gallery_dir: Path,
+    quality_json: Path,
     seed: int = 0,
     levels: dict[str, list[float]] | None = None,
     fill: str = "zeros",
@@ -109,11 +111,13 @@ def robustness_stage(
     ``studies`` maps each study to its output CSV: one row per (case, severity) with Dice, HD95, NQM and
     the perturbation's parameters. ``gallery_dir/{study}.npz`` holds, for the first case and each
     severity, the most-foreground slice of the perturbed image (first channel), its label and the prediction.
+    ``quality_json`` says how well NQM flags the cases with Dice < 0.8 over all rows (see ``quality``).
     One process runs every study, so the model and the cases are loaded once.
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     cases = test_cases(manifest_csv, cases_csv, source_json)[:max_cases]
     levels = levels or {}
+    tables = []
     for study, out_csv in studies.items():
         rows, gallery = [], {}
         for case in tqdm(cases, desc=f"robustness {study}", unit="case"):
@@ -126,3 +130,6 @@ def robustness_stage(
         write_csv(Path(out_csv), table)
         with atomic_path(Path(gallery_dir) / f"{study}.npz") as temporary, open(temporary, "wb") as handle:
             np.savez_compressed(handle, **gallery)
+        tables.append(table)
+    combined = pd.concat(tables)
+    write_json(quality_json, failure_detection(combined["dice"].to_numpy(), combined["nqm"].to_numpy()))
