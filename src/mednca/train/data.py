@@ -35,7 +35,7 @@ def repeat_channels(images: Tensor, repeat: int) -> Tensor:
     return images if repeat == 1 else images.repeat_interleave(repeat, dim=1)
 
 
-def load_training_slices(slices_dir: Path, case_ids: list[str], repeat: int = 1) -> tuple[Tensor, Tensor]:
+def load_training_slices(slices_dir: Path, case_ids: list[str]) -> tuple[Tensor, Tensor]:
     """Every slice of the given cases: (N, C, H, W) float32 images and (N, 1, H, W) float32 {0, 1} labels."""
     images, labels = [], []
     for case_id in case_ids:
@@ -49,4 +49,4 @@ def load_training_slices(slices_dir: Path, case_ids: list[str], repeat: int = 1)
         labels.append(label)
     image_tensor = torch.from_numpy(np.concatenate(images)).float()
     label_tensor = torch.from_numpy(np.concatenate(labels)).float()[:, None]
-    return repeat_channels(image_tensor, repeat), label_tensor
+    return image_tensor, label_tensor

@@ -15,7 +15,7 @@ from mednca.errors import DataError
 from mednca.io import write_json
 from mednca.models import build_model, count_parameters
 from mednca.train import checkpoint
-from mednca.train.data import choose_cases, load_training_slices, split_case_ids
+from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
 from mednca.train.loop import TrainingSettings, train_model
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def train_stage(
     source, repeat = (None, 1)
     if init_model is not None:
         source, repeat = _transfer_source(Path(init_model), model_name, images.shape[1])
-        images, labels = load_training_slices(slices_dir, case_ids, repeat)
+        images = repeat_channels(images, repeat)
     in_channels = images.shape[1]
 
     def build() -> nn.Module:
