@@ -199,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("output", help="model file to write, e.g. model.pt")
     train.add_argument("--model", required=True, choices=["med_nca", "nca", "unet", "segnet"])
     train.add_argument(
-        "--config", default="config/config.yaml", help="config with the model and dataset settings"
+        "--config",
+        action="append",
+        default=[],
+        help="config file merged over config/config.yaml, as snakemake --configfile (repeatable)",
     )
     train.add_argument("--schema", default=str(DEFAULT_SCHEMA), help=argparse.SUPPRESS)
     train.add_argument("--dataset", help="dataset name in the config (default: the data folder's name)")

@@ -124,7 +124,7 @@ def test_failure_detection_on_hand_made_values() -> None:
     dice = np.array([0.9, 0.85, 0.95, 0.5, 0.3, 0.88])
     quality = np.array([0.1, 0.12, 0.08, 0.4, 0.6, 0.11])
     summary = failure_detection(dice, quality)
-    assert summary["failures"] == 2 and summary["failures_caught"] == 2 and summary["successes_flagged"] == 0
+    assert summary["failures"] == 2 and summary["failures_caught"] == 2 and summary["successes_flagged"] == 1
     assert summary["spearman_nqm_dice"] == pytest.approx(-1.0)
     assert failure_detection(dice, np.zeros(6))["spearman_nqm_dice"] is None
 

@@ -40,7 +40,7 @@ def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     """Run Snakemake in ``project`` and return the finished process (stdout and stderr combined)."""
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     return subprocess.run(
-        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
     )
 
 
