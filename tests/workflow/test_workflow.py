@@ -82,7 +82,7 @@ def test_demo_trains_and_evaluates_every_model(project: Path) -> None:
             assert sorted(per_case["case_id"]) == test_cases
             assert per_case["dice"].between(0, 1).all()
             predictions = results / "predictions" / dataset / model / "seed0"
-            assert sorted(p.name for p in predictions.iterdir()) == [f"{c}.nii.gz" for c in test_cases]
+            assert sorted(p.name for p in predictions.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in test_cases]
             robustness = results / "robustness" / dataset / model / "seed0"
             for study in STUDIES:
                 table = pd.read_csv(robustness / f"{study}.csv")
