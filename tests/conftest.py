@@ -10,6 +10,17 @@ import numpy as np
 import pytest
 
 AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
+#: What a model trained on the ``prepared_phantom`` slices remembers of their preprocessing.
+PREPROCESSING = {
+    "layout": "msd",
+    "modalities": [0],
+    "sequences": ["t1"],
+    "foreground_labels": [1, 2],
+    "slice_axis": 2,
+    "image_size": [16, 16],
+    "resize_mode": "stretch",
+    "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
+}
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:

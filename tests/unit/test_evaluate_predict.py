@@ -9,22 +9,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PREPROCESSING
 
 from mednca.cli import main
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
-
-PREPROCESSING = {
-    "layout": "msd",
-    "modalities": [0],
-    "sequences": ["t1"],
-    "foreground_labels": [1, 2],
-    "slice_axis": 2,
-    "image_size": [16, 16],
-    "resize_mode": "stretch",
-    "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
-}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PREPROCESSING
 
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.evaluate.inference import nqm
@@ -16,16 +17,6 @@ from mednca.perturb.robustness import robustness_stage
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
 
-PREPROCESSING = {
-    "layout": "msd",
-    "modalities": [0],
-    "sequences": ["t1"],
-    "foreground_labels": [1, 2],
-    "slice_axis": 2,
-    "image_size": [16, 16],
-    "resize_mode": "stretch",
-    "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
-}
 ARCHITECTURES = {
     "med_nca": {"channels": 6, "hidden_size": 16, "steps": 6, "downscale": 4},
     "unet": {"channels": [4, 8], "strides": [2], "num_res_units": 0},
