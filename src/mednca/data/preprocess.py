@@ -103,7 +103,7 @@ def _padding_for(inplane: tuple[int, int], size: tuple[int, int], mode: str) -> 
     return (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
 
 
-def _resize(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_slices(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(S, C, h, w) float -> (S, C, H, W) by bilinear interpolation (antialiased when shrinking)."""
     if tuple(slices.shape[-2:]) == tuple(size):
         return slices
@@ -129,7 +129,7 @@ def image_to_slices(
 def _pad_and_resize(slices: torch.Tensor, geometry: SliceGeometry, size: tuple[int, int]) -> torch.Tensor:
     """(S, C, h, w) -> (S, C, H, W) with the geometry's padding."""
     top, bottom, left, right = geometry.padding
-    return _resize(F.pad(slices, (left, right, top, bottom)), size)
+    return resize_slices(F.pad(slices, (left, right, top, bottom)), size)
 
 
 def volume_to_slices(
@@ -160,7 +160,7 @@ def slices_to_volume(slices: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
     top, bottom, left, right = geometry.padding
     height, width = geometry.inplane_shape
     padded = (height + top + bottom, width + left + right)
-    restored = _resize(torch.from_numpy(np.asarray(slices, dtype=np.float32))[:, None], padded)[:, 0]
+    restored = resize_slices(torch.from_numpy(np.asarray(slices, dtype=np.float32))[:, None], padded)[:, 0]
     restored = restored[:, top : top + height, left : left + width]
     if restored.shape[0] != geometry.shape[geometry.slice_axis]:
         raise DataError(

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from mednca.data.preprocess import resize_slices
 
 FILL_MODES = {"zeros": "constant", "reflect": "reflect"}
 SCALE_PROTOCOLS = ("resize", "fixed")
@@ -108,12 +109,8 @@ def effective_factor(height: int, width: int, new_height: int, new_width: int) -
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinearly resize image (S, C, H, W) to (S, C, height, width), antialiased when shrinking an axis."""
-    tensor = torch.tensor(image, dtype=torch.float32)
-    shrinking = height < image.shape[-2] or width < image.shape[-1]
-    resized = F.interpolate(
-        tensor, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
-    )
+    """Bilinearly resize image (S, C, H, W) to (S, C, height, width), as the preprocessing does."""
+    resized = resize_slices(torch.tensor(image, dtype=torch.float32), (height, width))
     return resized.numpy().astype(image.dtype, copy=False)
 
 
