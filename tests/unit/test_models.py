@@ -142,6 +142,38 @@ def test_nca_rule_keeps_input_channels(input_channels: int) -> None:
     assert not torch.equal(final[:, input_channels:], state[:, input_channels:])
 
 
+def reference_step(
+    rule: NCARule, state: torch.Tensor, fire_rate: float, generator: torch.Generator
+) -> torch.Tensor:
+    """The original Med-NCA step: per-cell Linear layers on a channels-last tensor, every cell, then masked."""
+    p0 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p0.weight, rule.p0.bias)
+    p1 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p1.weight, rule.p1.bias)
+    perception = torch.cat([state, p0, p1], dim=1).transpose(1, 3)
+    hidden = F.relu(F.linear(perception, rule.fc0.weight[:, :, 0, 0], rule.fc0.bias))
+    dx = F.linear(hidden, rule.fc1.weight[:, :, 0, 0]).transpose(1, 3)
+    batch, _, height, width = state.shape
+    fire = torch.rand((batch, 1, height, width), generator=generator) < fire_rate
+    updated = state + dx * fire
+    return torch.cat([state[:, : rule.input_channels], updated[:, rule.input_channels :]], dim=1)
+
+
+@pytest.mark.parametrize(("channels", "fire_rate", "size"), [(8, 0.5, 12), (16, 0.3, 70), (6, 1.0, 9)])
+def test_fast_step_matches_the_reference_rule(channels: int, fire_rate: float, size: int) -> None:
+    """Same weights and random stream: the firing-cells-only, chunked step equals the plain rule."""
+    rule = NCARule(channels=channels, hidden_size=32, input_channels=2)
+    randomise_fc1(rule)
+    state = torch.rand((3, channels, size, size), generator=seeded(0), requires_grad=True)
+    fast, reference = (
+        rule.step(state, fire_rate, seeded(4)),
+        reference_step(rule, state, fire_rate, seeded(4)),
+    )
+    torch.testing.assert_close(fast, reference)
+    fast_grads = torch.autograd.grad(fast.square().sum(), [state, *rule.parameters()])
+    reference_grads = torch.autograd.grad(reference.square().sum(), [state, *rule.parameters()])
+    for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
+        torch.testing.assert_close(fast_grad, reference_grad)
+
+
 @pytest.mark.parametrize("fire_rate", [0.25, 0.75])
 def test_fire_rate_is_the_updated_fraction(fire_rate: float) -> None:
     rule = NCARule(channels=8, hidden_size=16)
