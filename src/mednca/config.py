@@ -120,3 +120,16 @@ PREPROCESSING_KEYS = (
 def preprocessing_of(dataset_settings: dict) -> dict:
     """The part of a (validated) dataset block a trained model must keep to segment new images alike."""
     return {key: copy.deepcopy(dataset_settings[key]) for key in PREPROCESSING_KEYS}
+
+
+NCA_MODELS = ("med_nca", "nca")
+
+
+def base_model(model: str) -> str:
+    """The architecture of a model name: 'segnet_from_brats' -> 'segnet'."""
+    return model.partition("_from_")[0]
+
+
+def is_nca(model: str) -> bool:
+    """Whether a model name (possibly ``{model}_from_{source}``) is a stochastic NCA."""
+    return base_model(model) in NCA_MODELS

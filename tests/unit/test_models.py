@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from mednca.models import (
     build_model,
     count_parameters,
     is_stochastic,
+    probability_trajectory,
 )
 
 SMALL_NCA = {"channels": 8, "hidden_size": 16, "steps": 2}
@@ -145,7 +147,7 @@ def test_nca_rule_keeps_input_channels(input_channels: int) -> None:
 def reference_step(
     rule: NCARule, state: torch.Tensor, fire_rate: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """The original Med-NCA step: per-cell Linear layers on a channels-last tensor, every cell, then masked."""
+    """The original Med-NCA step: per-cell Linear layers on channels-last tensors, every cell, then masked."""
     p0 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p0.weight, rule.p0.bias)
     p1 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p1.weight, rule.p1.bias)
     perception = torch.cat([state, p0, p1], dim=1).transpose(1, 3)
@@ -312,3 +314,18 @@ def test_med_nca_overfits_one_image() -> None:
         optimiser.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
+def test_trajectory_ends_at_the_model_output(model_class: type[nn.Module]) -> None:
+    model = model_class(channels=8, hidden_size=16, steps=6)
+    randomise_fc1(model)
+    image = torch.rand((1, 1, 16, 16), generator=seeded(0))
+    trajectory = probability_trajectory(model, image, seeded(3), snapshots=4)
+    levels = 2 if model_class is MedNCA else 1
+    assert trajectory.probabilities.shape == (4 * levels, 16, 16)
+    assert trajectory.steps.tolist() == [0, 2, 4, 6] * levels
+    assert sorted(set(trajectory.levels.tolist())) == list(range(1, levels + 1))
+    with torch.no_grad():
+        expected = torch.sigmoid(model(image, seeded(3)))[0, 0].numpy()
+    np.testing.assert_allclose(trajectory.probabilities[-1], expected, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from mednca.config import preprocessing_of, validate_config
+from mednca.config import is_nca, preprocessing_of, validate_config
 from mednca.errors import ConfigError
 
 try:
@@ -36,6 +36,16 @@ def run_output(kind, name):
 def run_log(stage):
     """Path pattern of a per-run rule's log file."""
     return f"{RESULTS}/logs/{stage}/{{dataset}}/{{model}}/seed{{seed}}.log"
+
+
+def benchmark_output(stage):
+    """Path pattern of a data-stage rule's Snakemake benchmark (wall time, peak memory)."""
+    return f"{RESULTS}/benchmarks/{stage}/{{dataset}}.tsv"
+
+
+def run_benchmark(stage):
+    """Path pattern of a per-run rule's Snakemake benchmark."""
+    return f"{RESULTS}/benchmarks/{stage}/{{dataset}}/{{model}}/seed{{seed}}.tsv"
 
 
 def dataset_settings(wildcards):
@@ -107,6 +117,31 @@ def robustness_outputs():
     ]
 
 
+def trajectory_outputs():
+    """The recorded NCA trajectory of every NCA (dataset, model, seed)."""
+    return [
+        run_output("metrics", "nca_trajectory.npz").format(dataset=dataset, model=model, seed=seed)
+        for dataset, model in runs()
+        if is_nca(model)
+        for seed in config["seeds"]
+    ]
+
+
+def report_runs():
+    """[dataset, model, seed] of every run, for the report."""
+    return [[dataset, model, seed] for dataset, model in runs() for seed in config["seeds"]]
+
+
+def report_output():
+    """The run's HTML report."""
+    return f"{RESULTS}/report.html"
+
+
+def result_outputs():
+    """Every result the report is built from."""
+    return data_outputs() + evaluation_outputs() + robustness_outputs() + trajectory_outputs()
+
+
 def all_outputs():
-    """Every final output of the configured run."""
-    return data_outputs() + evaluation_outputs() + robustness_outputs()
+    """Every final output of the configured run, ending with the report."""
+    return result_outputs() + [report_output()]

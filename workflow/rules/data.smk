@@ -7,6 +7,8 @@ rule fetch_dataset:
         data_output("source.json"),
     log:
         log_output("fetch"),
+    benchmark:
+        benchmark_output("fetch")
     params:
         data_dir=config["data_dir"],
         settings=dataset_settings,
@@ -23,6 +25,8 @@ rule validate_dataset:
         data_output("cases.csv"),
     log:
         log_output("validate"),
+    benchmark:
+        benchmark_output("validate")
     params:
         settings=dataset_settings,
         on_bad_case=config["bad_cases"],
@@ -40,6 +44,8 @@ rule preprocess_dataset:
         slices=directory(data_output("slices")),
     log:
         log_output("preprocess"),
+    benchmark:
+        benchmark_output("preprocess")
     params:
         settings=dataset_settings,
     conda:
@@ -60,6 +66,8 @@ rule split_dataset:
         ),
     log:
         log_output("split"),
+    benchmark:
+        benchmark_output("split")
     params:
         settings=dataset_settings,
     conda:

@@ -10,6 +10,8 @@ rule evaluate_model:
         predictions=directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}/seed{{seed}}"),
     log:
         run_log("evaluate"),
+    benchmark:
+        run_benchmark("evaluate")
     wildcard_constraints:
         model=r"[A-Za-z0-9_]+",
     params:

@@ -10,6 +10,8 @@ rule robustness_studies:
         quality=run_output("robustness", "nqm_failure_detection.json"),
     log:
         run_log("robustness"),
+    benchmark:
+        run_benchmark("robustness")
     wildcard_constraints:
         model=r"[A-Za-z0-9_]+",
     params:

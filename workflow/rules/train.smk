@@ -8,6 +8,8 @@ rule train_model:
         history=run_output("models", "train_log.csv"),
     log:
         run_log("train"),
+    benchmark:
+        run_benchmark("train")
     wildcard_constraints:
         model=BASE_MODELS,
     params:
@@ -36,6 +38,8 @@ rule finetune_model:
         history=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/train_log.csv",
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}.tsv"
     wildcard_constraints:
         model=BASE_MODELS,
         source="|".join(DATASETS),

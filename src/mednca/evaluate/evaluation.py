@@ -95,7 +95,7 @@ def score(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...])
     }
 
 
-def test_cases(manifest_csv: Path, cases_csv: Path, source_json: Path) -> list:
+def held_out_cases(manifest_csv: Path, cases_csv: Path, source_json: Path) -> list:
     """The Case objects of the test split, sorted by id."""
     records = read_table(cases_csv, "table of valid cases").set_index("case_id", drop=False)
     root = dataset_folder(source_json)
@@ -141,7 +141,7 @@ def evaluate_stage(
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     foreground = tuple(segmenter.preprocessing["foreground_labels"])
     rows = []
-    for case in tqdm(test_cases(manifest_csv, cases_csv, source_json), desc="evaluating", unit="case"):
+    for case in tqdm(held_out_cases(manifest_csv, cases_csv, source_json), desc="evaluating", unit="case"):
         volume, truth = load_test_case(case, foreground)
         result = segmenter.segment(
             volume.image, volume.affine, case_generator(seed, case.case_id, segmenter.device)

@@ -14,6 +14,9 @@ generator are reproducible too. The global random state is never used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -273,3 +276,77 @@ class SingleLevelNCA(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """(B, C_in, H, W) images, (B, 1, H, W) labels -> ((B, 1, H, W) logits, the labels)."""
         return self.forward(images, generator), labels
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Snapshots of an NCA's foreground probability: (K,) levels, (K,) steps, (K, H, W) probabilities."""
+
+    levels: np.ndarray
+    steps: np.ndarray
+    probabilities: np.ndarray
+
+
+def _snapshot_steps(steps: int, snapshots: int) -> set[int]:
+    """``snapshots`` evenly spaced step counts from 0 to ``steps`` (both included)."""
+    return {round(value) for value in np.linspace(0, steps, max(snapshots, 2))}
+
+
+def _run_recording(
+    rule: NCARule, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator, snapshots: int
+) -> tuple[Tensor, list[tuple[int, Tensor]]]:
+    """``rule.run`` that also returns (step, (B, C, H, W) state) at evenly spaced steps."""
+    record_at = _snapshot_steps(steps, snapshots)
+    recorded = [(0, state)] if 0 in record_at else []
+    for step in range(1, steps + 1):
+        state = rule.step(state, fire_rate, generator)
+        if step in record_at:
+            recorded.append((step, state))
+    return state, recorded
+
+
+@torch.no_grad()
+def probability_trajectory(
+    model: MedNCA | SingleLevelNCA, images: Tensor, generator: torch.Generator, snapshots: int = 5
+) -> Trajectory:
+    """(1, C_in, H, W) image -> the foreground probability at ``snapshots`` steps of each level.
+
+    Draws the same random numbers as ``model(images, generator)``, so the last snapshot is its output.
+    Level-1 snapshots of Med-NCA are upscaled (nearest) to H x W.
+    """
+    logit = slice(model.in_channels, model.in_channels + 1)
+    records: list[tuple[int, int, Tensor]] = []
+    if isinstance(model, SingleLevelNCA):
+        _, recorded = _run_recording(
+            model.rule,
+            initial_state(images, model.channels),
+            model.steps,
+            model.fire_rate,
+            generator,
+            snapshots,
+        )
+        records = [(1, step, state[:, logit]) for step, state in recorded]
+    else:
+        model._check(images)
+        small = F.avg_pool2d(images, model.downscale) if model.downscale > 1 else images
+        coarse, recorded = _run_recording(
+            model.level1,
+            initial_state(small, model.channels),
+            model.steps,
+            model.fire_rate,
+            generator,
+            snapshots,
+        )
+        size = images.shape[-2:]
+        records = [
+            (1, step, F.interpolate(state[:, logit], size=size, mode="nearest")) for step, state in recorded
+        ]
+        upscaled = F.interpolate(coarse, size=size, mode="nearest")
+        state = torch.cat([images, upscaled[:, model.in_channels :]], dim=1)
+        _, recorded = _run_recording(model.level2, state, model.steps, model.fire_rate, generator, snapshots)
+        records += [(2, step, state[:, logit]) for step, state in recorded]
+    return Trajectory(
+        levels=np.array([level for level, _, _ in records]),
+        steps=np.array([step for _, step, _ in records]),
+        probabilities=torch.cat([torch.sigmoid(p[:, 0]) for _, _, p in records]).cpu().numpy(),
+    )

@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from mednca.evaluate.evaluation import (
     Segmenter,
+    held_out_cases,
     load_segmenter,
     load_test_case,
     score,
     spacing_of,
-    test_cases,
 )
 from mednca.evaluate.inference import case_generator, normalise
 from mednca.evaluate.quality import failure_detection
@@ -115,7 +115,7 @@ def robustness_stage(
     One process runs every study, so the model and the cases are loaded once.
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
-    cases = test_cases(manifest_csv, cases_csv, source_json)[:max_cases]
+    cases = held_out_cases(manifest_csv, cases_csv, source_json)[:max_cases]
     levels = levels or {}
     tables = []
     for study, out_csv in studies.items():

@@ -1,0 +1,547 @@
+"""Figures of the HTML report, drawn with matplotlib's object-oriented API and seaborn's axes-level functions.
+
+Every function takes plain DataFrames or arrays and returns a :class:`matplotlib.figure.Figure` that no
+pyplot state refers to; :func:`to_data_uri` turns it into an inline PNG. Empty or partial input gives a
+figure that says "no data" instead of an error, so the report works for any subset of results. All
+randomness (strip jitter, bootstrap bands) is seeded and PNGs carry no software or time metadata, so the
+same input gives byte-identical images. Model colours come from :func:`model_palette` (sorted names), so a
+model has the same colour in every figure drawn from the same set of models. 2D slices are shown transposed
+with ``origin="lower"`` (array axis 0 runs left to right, axis 1 bottom to top).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
+
+DPI = 100
+MAX_WIDTH = 12.0
+NO_DATA = "no data"
+LABEL_COLOUR = "#2ca02c"
+OVERLAY_LABEL_COLOUR = "#ffd92f"  # yellow: ground truth next to model colours, which include a green
+PREDICTION_COLOUR = "#d62728"
+MASK_ALPHA = 0.4
+CLEAN_COLOUR = sns.color_palette("colorblind")[2]
+PERTURBED_COLOUR = sns.color_palette("colorblind")[3]
+DATASET_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LOG2_STUDIES = frozenset({"scale_resize", "scale_fixed", "anisotropy"})
+STUDY_X_LABELS = {
+    "shift": "shift fraction",
+    "scale_resize": "zoom factor",
+    "scale_fixed": "zoom factor",
+    "noise": "noise std",
+    "anisotropy": "downsampling factor",
+}
+SEED_DASHES: tuple[tuple[float, ...], ...] = ((), (4, 1.5), (1, 1), (3, 1.25, 1.5, 1.25), (5, 1, 1, 1))
+MAX_STUDY_COLUMNS = 5
+MAX_SNAPSHOTS_PER_ROW = 10
+SEVERITY_KEY = re.compile(r"^image_(\d+)$")
+
+
+@dataclass(frozen=True)
+class OverlayRow:
+    """One row of :func:`overlay_grid`: a (H, W) float image, its (H, W) {0, 1} label, and per model its
+    (H, W) {0, 1} prediction and Dice (a model may be missing from either dict)."""
+
+    title: str
+    image: np.ndarray
+    label: np.ndarray
+    predictions: dict[str, np.ndarray]
+    dice: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DatasetExample:
+    """A (H, W) float image slice and its (H, W) integer label from one case of one dataset."""
+
+    dataset: str
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def model_palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """Each distinct model name, sorted, mapped onto seaborn's "colorblind" palette (cycled beyond 10)."""
+    names = sorted({str(model) for model in models})
+    colours = sns.color_palette("colorblind", max(len(names), 1))
+    return {name: tuple(colours[index % len(colours)]) for index, name in enumerate(names)}
+
+
+def to_data_uri(figure: Figure, dpi: int = DPI) -> str:
+    """PNG of the figure as 'data:image/png;base64,...'; closes the figure. Same figure -> same bytes."""
+    return "data:image/png;base64," + base64.b64encode(_png_bytes(figure, dpi)).decode("ascii")
+
+
+def save_png(figure: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Write the figure as a PNG at ``path`` (parent folders created) and close it; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_png_bytes(figure, dpi))
+    return path
+
+
+def _png_bytes(figure: Figure, dpi: int) -> bytes:
+    """PNG bytes of the figure without metadata (so the same figure gives the same bytes); closes it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
+
+
+def _clean(
+    frame: pd.DataFrame | None, text: Sequence[str], numeric: Sequence[str], required: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Copy of ``frame`` restricted to the ``text`` (as str) and ``numeric`` (as float, inf -> NaN) columns,
+    without the rows whose ``required`` columns are NaN; an empty frame if ``frame`` lacks a column."""
+    columns = [*text, *numeric]
+    if frame is None or not set(columns) <= set(frame.columns):
+        return pd.DataFrame(
+            {column: pd.Series(dtype=float if column in numeric else str) for column in columns}
+        )
+    cleaned = frame.loc[:, columns].copy()
+    for column in text:
+        cleaned[column] = cleaned[column].astype(str)
+    for column in numeric:
+        values = pd.to_numeric(cleaned[column], errors="coerce").astype(float)
+        cleaned[column] = values.where(np.isfinite(values))
+    return cleaned.dropna(subset=list(required)).reset_index(drop=True)
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure no wider than MAX_WIDTH inches, not registered with pyplot."""
+    return Figure(figsize=(min(width, MAX_WIDTH), height), dpi=DPI, layout="constrained")
+
+
+def _grid(figure: Figure, panels: int, columns: int, **kwargs) -> list[Axes]:
+    """``panels`` axes in a grid of at most ``columns`` columns, row-major; the unused cells are removed."""
+    columns = max(1, min(columns, panels))
+    rows = math.ceil(panels / columns)
+    axes = list(figure.subplots(rows, columns, squeeze=False, **kwargs).ravel())
+    for extra in axes[panels:]:
+        extra.remove()
+    return axes[:panels]
+
+
+def _say(axis: Axes, message: str = NO_DATA) -> None:
+    """Write ``message`` in the middle of ``axis`` and hide its ticks."""
+    axis.text(0.5, 0.5, message, transform=axis.transAxes, ha="center", va="center", fontsize=10, color="0.4")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def _no_data_figure(title: str = "", message: str = NO_DATA) -> Figure:
+    """A small figure with one axes that says ``message``."""
+    figure = _figure(4.0, 2.5)
+    axis = figure.subplots()
+    _say(axis, message)
+    if title:
+        axis.set_title(title, fontsize=10)
+    return figure
+
+
+def _as_slice(array: np.ndarray | None) -> np.ndarray | None:
+    """A (H, W) float array from a (H, W) or (C, H, W) array (first channel); None if not possible."""
+    if array is None:
+        return None
+    values = np.asarray(array)
+    if values.ndim == 3:
+        values = values[0]
+    if values.ndim != 2 or values.size == 0 or not np.issubdtype(values.dtype, np.number):
+        return None
+    return values.astype(float)
+
+
+def _show_image(axis: Axes, image: np.ndarray | None) -> bool:
+    """Draw a (H, W) image in grey (1st-99th percentile window), axes off; False ('no data') if unusable."""
+    values = _as_slice(image)
+    if values is None:
+        _say(axis)
+        axis.set_frame_on(False)
+        return False
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    if high <= low:
+        high = low + 1.0
+    axis.imshow(values.T, cmap="gray", origin="lower", vmin=low, vmax=high, interpolation="nearest")
+    axis.set_axis_off()
+    return True
+
+
+def _show_mask(
+    axis: Axes,
+    mask: np.ndarray | None,
+    shape: tuple[int, ...],
+    colour,
+    filled: bool = True,
+    width: float = 1.0,
+) -> None:
+    """Overlay a (H, W) binary mask matching ``shape``: filled in ``colour`` (alpha) and/or its outline."""
+    values = _as_slice(mask)
+    if values is None or values.shape != shape:
+        if mask is not None:
+            axis.text(0.02, 0.02, "mask size differs", transform=axis.transAxes, fontsize=7, color="yellow")
+        return
+    binary = values > 0.5
+    if filled and binary.any():
+        overlay = np.zeros((*binary.T.shape, 4))
+        overlay[binary.T] = to_rgba(colour, MASK_ALPHA)
+        axis.imshow(overlay, origin="lower", interpolation="nearest")
+    if binary.any() and not binary.all():
+        axis.contour(binary.T.astype(float), levels=[0.5], colors=[colour], linewidths=width)
+
+
+def _wrap_label(title: str, width: int = 30) -> str:
+    """``title`` broken before its first ' (' and wrapped at ``width`` characters, for a rotated row label."""
+    head, bracket, tail = title.partition(" (")
+    parts = [head, f"({tail}"] if bracket else [head]
+    return "\n".join(textwrap.fill(part, width) for part in parts)
+
+
+def _legend_handles(colours: Mapping[str, object], marker: str = "o") -> list[Line2D]:
+    """One legend line per (label -> colour) entry."""
+    return [
+        Line2D([], [], color=colour, marker=marker, linestyle="-", markersize=5, label=label)
+        for label, colour in colours.items()
+    ]
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+
+def dice_distribution(per_case: pd.DataFrame) -> Figure:
+    """Box plot + jittered points of per-case Dice, one box per model, one panel (subplot) per dataset.
+
+    per_case columns: dataset, model, seed, case_id, dice (float; NaN rows are left out).
+    """
+    data = _clean(per_case, ["dataset", "model"], ["dice"], required=["dice"])
+    if data.empty:
+        return _no_data_figure("Dice per case")
+    datasets, models = sorted(data["dataset"].unique()), sorted(data["model"].unique())
+    palette = model_palette(models)
+    figure = _figure(1.0 + len(datasets) * max(2.5, 0.8 * len(models)), 3.2)
+    axes = _grid(figure, len(datasets), len(datasets), sharey=True)
+    for axis, dataset in zip(axes, datasets, strict=True):
+        subset = data[data["dataset"] == dataset]
+        rng = np.random.default_rng(0)
+        for position, model in enumerate(models):
+            dice = subset.loc[subset["model"] == model, "dice"].to_numpy()
+            if dice.size == 0:
+                continue
+            boxes = axis.boxplot(
+                [dice], positions=[position], widths=0.6, showfliers=False, patch_artist=True
+            )
+            boxes["boxes"][0].set(facecolor=palette[model], edgecolor="0.25")
+            for line in boxes["medians"]:
+                line.set(color="0.1", linewidth=1.5)
+            jitter = rng.uniform(-0.18, 0.18, size=dice.size)
+            axis.scatter(position + jitter, dice, s=8, color="0.15", alpha=0.6, linewidths=0, zorder=3)
+        axis.set_xticks(range(len(models)), models)
+        axis.set(title=dataset, xlabel="", ylabel="Dice", xlim=(-0.6, len(models) - 0.4), ylim=(0.0, 1.02))
+        axis.tick_params(axis="x", rotation=30 if len(models) > 3 else 0, labelsize=8)
+    return figure
+
+
+def dice_vs_cost(summary: pd.DataFrame) -> Figure:
+    """Mean test Dice (std error bars) against parameters, training seconds and inference seconds per volume.
+
+    Three panels sharing the y axis, x on log scale, colour per model (label next to each point), marker per
+    dataset. summary columns: dataset, model, dice_mean, dice_std, parameters, train_seconds,
+    inference_seconds (one row per dataset x model; a NaN or non-positive value skips that point).
+    """
+    costs = {
+        "parameters": "parameters",
+        "train_seconds": "training time (s)",
+        "inference_seconds": "inference time (s / volume)",
+    }
+    data = _clean(summary, ["dataset", "model"], ["dice_mean", "dice_std", *costs], required=["dice_mean"])
+    if data.empty:
+        return _no_data_figure("Dice against cost")
+    palette = model_palette(data["model"].tolist())
+    datasets = sorted(data["dataset"].unique())
+    markers = {name: DATASET_MARKERS[index % len(DATASET_MARKERS)] for index, name in enumerate(datasets)}
+    figure = _figure(11.0, 3.4)
+    axes = _grid(figure, len(costs), len(costs), sharey=True)
+    for axis, (column, label) in zip(axes, costs.items(), strict=True):
+        points = data[data[column] > 0]
+        for row in points.itertuples(index=False):
+            std = row.dice_std if np.isfinite(row.dice_std) else None
+            axis.errorbar(
+                getattr(row, column), row.dice_mean, yerr=std, fmt=markers[row.dataset],
+                color=palette[row.model], capsize=2, markersize=6, linewidth=1,
+            )  # fmt: skip
+            axis.annotate(
+                row.model, (getattr(row, column), row.dice_mean), xytext=(4, 3), textcoords="offset points",
+                fontsize=7, color=palette[row.model],
+            )  # fmt: skip
+        if points.empty:
+            _say(axis)
+        else:
+            axis.set_xscale("log")
+            axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.xaxis.set_major_formatter(
+                EngFormatter(sep="")
+                if column == "parameters"
+                else FuncFormatter(lambda value, _: f"{value:g}")
+            )
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.tick_params(axis="x", labelsize=8)
+        axis.set(xlabel=label, ylim=(0.0, 1.02))
+        axis.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("mean test Dice")
+    handles = _legend_handles(palette) + [
+        Line2D([], [], color="0.3", marker=marker, linestyle="", label=name)
+        for name, marker in markers.items()
+    ]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+def training_curves(training: pd.DataFrame) -> Figure:
+    """Training loss per epoch (log y), one line per model (colour) and seed (dashes), one panel per dataset.
+
+    training columns: dataset, model, seed, epoch, loss (rows with a NaN or non-positive loss are left out).
+    """
+    data = _clean(training, ["dataset", "model", "seed"], ["epoch", "loss"], required=["epoch", "loss"])
+    data = data[data["loss"] > 0]
+    if data.empty:
+        return _no_data_figure("Training loss")
+    datasets, models = sorted(data["dataset"].unique()), sorted(data["model"].unique())
+    seeds = sorted(data["seed"].unique())
+    palette = model_palette(models)
+    figure = _figure(1.5 + 3.5 * len(datasets), 3.2)
+    axes = _grid(figure, len(datasets), len(datasets))
+    dashes = {seed: SEED_DASHES[index % len(SEED_DASHES)] for index, seed in enumerate(seeds)}
+    few_epochs = data.groupby(["dataset", "model", "seed"])["epoch"].nunique().max() < 3
+    for axis, dataset in zip(axes, datasets, strict=True):
+        sns.lineplot(
+            data=data[data["dataset"] == dataset], x="epoch", y="loss", hue="model", hue_order=models,
+            style="seed", style_order=seeds, dashes=dashes, units="seed", estimator=None, palette=palette,
+            legend=False, marker="o" if few_epochs else None, linewidth=1, ax=axis,
+        )  # fmt: skip
+        axis.set_yscale("log")
+        axis.set(title=dataset, xlabel="epoch", ylabel="training loss")
+    handles = _legend_handles(palette, marker="")
+    if len(seeds) > 1:
+        handles += [
+            Line2D([], [], color="0.3", linestyle=(0, dash) if dash else "-", label=f"seed {seed}")
+            for seed, dash in dashes.items()
+        ]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+def robustness_curves(robustness: pd.DataFrame, dataset: str) -> Figure:
+    """Dice against perturbation value for one dataset: one panel per study, one line per model.
+
+    Lines are means over cases and seeds with a seeded 95 % bootstrap band; the x axis is log2 for
+    scale_resize, scale_fixed and anisotropy; y in [0, 1]. robustness columns: dataset, model, seed, case_id,
+    study, severity (int, 0 = clean), value (float, the study's own parameter), dice.
+    """
+    data = _clean(robustness, ["dataset", "model", "study"], ["value", "dice"], required=["value", "dice"])
+    data = data[data["dataset"] == str(dataset)]
+    data = data[~(data["study"].isin(LOG2_STUDIES) & (data["value"] <= 0))]
+    if data.empty:
+        return _no_data_figure(f"Robustness: {dataset}")
+    studies, models = sorted(data["study"].unique()), sorted(data["model"].unique())
+    palette = model_palette(models)
+    columns = min(len(studies), MAX_STUDY_COLUMNS)
+    rows = math.ceil(len(studies) / columns)
+    figure = _figure(1.5 + 2.3 * columns, 0.4 + 2.2 * rows)
+    axes = _grid(figure, len(studies), MAX_STUDY_COLUMNS, sharey=True)
+    for index, (axis, study) in enumerate(zip(axes, studies, strict=True)):
+        subset = data[data["study"] == study]
+        sns.lineplot(
+            data=subset, x="value", y="dice", hue="model", hue_order=models, palette=palette,
+            errorbar=("ci", 95), seed=0, marker="o", markersize=4, linewidth=1.2, legend=False, ax=axis,
+        )  # fmt: skip
+        values = np.sort(subset["value"].unique())
+        if study in LOG2_STUDIES:
+            axis.set_xscale("log", base=2)
+        if len(values) <= 8:
+            axis.set_xticks(values, [f"{value:g}" for value in values])
+            axis.minorticks_off()
+        axis.tick_params(labelsize=7)
+        axis.set(title=study, xlabel=STUDY_X_LABELS.get(study, "severity value"), ylim=(0.0, 1.0))
+        axis.set_ylabel("Dice" if index % columns == 0 else "")
+    figure.suptitle(f"Robustness: {dataset}", fontsize=11)
+    figure.legend(handles=_legend_handles(palette), loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+def nqm_vs_dice(points: pd.DataFrame, threshold: float | None, failure_dice: float) -> Figure:
+    """NQM (x) against Dice (y) of the NCA models, one panel per dataset / model, clean vs perturbed colours.
+
+    Dashed lines mark ``failure_dice`` (horizontal) and the NQM ``threshold`` (vertical, when not None).
+    points columns: dataset, model, source ('clean' or a study name = perturbed), dice, nqm.
+    """
+    data = _clean(points, ["dataset", "model", "source"], ["dice", "nqm"], required=["dice", "nqm"])
+    if data.empty:
+        return _no_data_figure("NQM against Dice")
+    data["kind"] = np.where(data["source"] == "clean", "clean", "perturbed")
+    panels = sorted(data.groupby(["dataset", "model"]).groups)
+    columns = min(len(panels), 4)
+    figure = _figure(1.8 + 2.8 * columns, 0.3 + 2.7 * math.ceil(len(panels) / columns))
+    axes = _grid(figure, len(panels), columns, sharey=True)
+    colours = {"perturbed": PERTURBED_COLOUR, "clean": CLEAN_COLOUR}
+    has_threshold = threshold is not None and np.isfinite(threshold)
+    for axis, (dataset, model) in zip(axes, panels, strict=True):
+        subset = data[(data["dataset"] == dataset) & (data["model"] == model)]
+        for kind, colour in colours.items():
+            chosen = subset[subset["kind"] == kind]
+            axis.scatter(chosen["nqm"], chosen["dice"], s=10, color=colour, alpha=0.6, linewidths=0)
+        axis.axhline(failure_dice, linestyle="--", color="0.4", linewidth=1)
+        if has_threshold:
+            axis.axvline(float(threshold), linestyle="--", color="black", linewidth=1)
+        axis.set(title=f"{dataset} / {model}", xlabel="NQM", ylabel="Dice", ylim=(0.0, 1.02))
+        axis.title.set_fontsize(9)
+    handles = [
+        Line2D([], [], color=colour, marker="o", linestyle="", label=kind) for kind, colour in colours.items()
+    ][::-1]
+    handles.append(Line2D([], [], color="0.4", linestyle="--", label=f"failure: Dice < {failure_dice:g}"))
+    if has_threshold:
+        handles.append(Line2D([], [], color="black", linestyle="--", label=f"NQM threshold {threshold:.3g}"))
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+def overlay_grid(rows: list[OverlayRow], model_names: list[str]) -> Figure:
+    """Qualitative results: one row per :class:`OverlayRow`; columns image, ground truth, then one per model.
+
+    Masks are filled in colour over the grey image (ground truth in yellow, predictions in the model's colour
+    with the ground-truth outline on top); the row label is on the left, column titles on the first row and
+    each prediction's Dice in its title.
+    """
+    if not rows:
+        return _no_data_figure("Qualitative results")
+    models = [str(name) for name in model_names]
+    palette = model_palette(models)
+    columns = 2 + len(models)
+    side = min(2.0, (MAX_WIDTH - 0.6) / columns)
+    figure = _figure(0.6 + side * columns, 0.3 + (side + 0.35) * len(rows))
+    axes = figure.subplots(len(rows), columns, squeeze=False)
+    for row_index, (row, row_axes) in enumerate(zip(rows, axes, strict=True)):
+        first = row_index == 0
+        shown = _show_image(row_axes[0], row.image)
+        shape = _as_slice(row.image).shape if shown else ()
+        row_axes[0].set_axis_on()
+        row_axes[0].set(xticks=[], yticks=[])
+        row_axes[0].set_frame_on(False)
+        row_axes[0].set_ylabel(_wrap_label(row.title), fontsize=8)
+        if shown:
+            _show_image(row_axes[1], row.image)
+            _show_mask(row_axes[1], row.label, shape, OVERLAY_LABEL_COLOUR)
+        for axis, model in zip(row_axes[2:], models, strict=True):
+            prediction = row.predictions.get(model)
+            dice = row.dice.get(model)
+            dice_text = f"Dice {dice:.2f}" if dice is not None and np.isfinite(dice) else "Dice n/a"
+            if prediction is None or not shown:
+                _say(axis, "missing")
+                axis.set_frame_on(False)
+            else:
+                _show_image(axis, row.image)
+                _show_mask(axis, prediction, shape, palette[model])
+                _show_mask(axis, row.label, shape, OVERLAY_LABEL_COLOUR, filled=False, width=0.7)
+            axis.set_title(f"{model}\n{dice_text}" if first else dice_text, fontsize=8)
+        if first:
+            row_axes[0].set_title("image", fontsize=8)
+            row_axes[1].set_title("ground truth", fontsize=8)
+    return figure
+
+
+def perturbation_gallery(gallery: Mapping[str, np.ndarray], title: str) -> Figure:
+    """One row of panels, one per severity s: image_{s} in grey, label_{s} outline in green, prediction_{s}
+    in red, titled 'severity s'; the figure is titled ``title``.
+
+    Keys: 'image_{s}' (H, W) float, 'label_{s}' (H, W) uint8, 'prediction_{s}' (H, W) uint8, plus 'case_id'
+    (0-d string array); the slice size may change with the severity.
+    """
+    severities = sorted(int(match[1]) for key in gallery if (match := SEVERITY_KEY.match(str(key))))
+    if not severities:
+        return _no_data_figure(title)
+    side = min(2.2, MAX_WIDTH / len(severities))
+    figure = _figure(side * len(severities), side + 0.6)
+    axes = _grid(figure, len(severities), len(severities))
+    for axis, severity in zip(axes, severities, strict=True):
+        image = gallery[f"image_{severity}"]
+        if _show_image(axis, image):
+            shape = _as_slice(image).shape
+            _show_mask(axis, gallery.get(f"prediction_{severity}"), shape, PREDICTION_COLOUR)
+            _show_mask(axis, gallery.get(f"label_{severity}"), shape, LABEL_COLOUR, filled=False)
+        axis.set_title(f"severity {severity}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def nca_trajectory(
+    steps: np.ndarray, levels: np.ndarray, probabilities: np.ndarray, image: np.ndarray
+) -> Figure:
+    """The NCA's foreground probability as it evolves: the (H, W) input image, then one 'magma' panel per
+    snapshot k of probabilities (K, H, W) in [0, 1], titled 'level {levels[k]}, step {steps[k]}'.
+
+    steps (K,) int and levels (K,) int; up to 10 snapshots per row, more wrap onto further rows.
+    """
+    snapshots = np.asarray(probabilities, dtype=float)
+    if snapshots.ndim == 4:
+        snapshots = snapshots[:, 0]
+    if snapshots.ndim != 3 or snapshots.shape[0] == 0 or snapshots[0].size == 0:
+        return _no_data_figure("NCA trajectory")
+    steps, levels = np.asarray(steps).ravel(), np.asarray(levels).ravel()
+    count = snapshots.shape[0]
+    columns = 1 + min(count, MAX_SNAPSHOTS_PER_ROW)
+    rows = math.ceil((1 + count) / columns)
+    side = min(1.6, (MAX_WIDTH - 0.8) / columns)
+    figure = _figure(0.8 + side * columns, 0.2 + (side + 0.4) * rows)
+    axes = _grid(figure, 1 + count, columns)
+    _show_image(axes[0], image)
+    axes[0].set_title("input", fontsize=8)
+    mappable = None
+    for index, axis in enumerate(axes[1:]):
+        mappable = axis.imshow(
+            snapshots[index].T, cmap="magma", vmin=0.0, vmax=1.0, origin="lower", interpolation="nearest"
+        )
+        axis.set_axis_off()
+        level = levels[index] if index < levels.size else "?"
+        step = steps[index] if index < steps.size else "?"
+        axis.set_title(f"level {level}, step {step}", fontsize=7)
+    figure.colorbar(mappable, ax=axes[1:], shrink=0.8, label="foreground probability")
+    return figure
+
+
+def dataset_examples(examples: list[DatasetExample]) -> Figure:
+    """One panel per dataset example: the (H, W) image slice in grey with the label's outline in colour,
+    titled with the dataset name and case id (up to 5 panels per row)."""
+    if not examples:
+        return _no_data_figure("Datasets")
+    columns = min(len(examples), MAX_STUDY_COLUMNS)
+    side = min(2.4, MAX_WIDTH / columns)
+    figure = _figure(side * columns, (side + 0.5) * math.ceil(len(examples) / columns))
+    axes = _grid(figure, len(examples), columns)
+    for axis, example in zip(axes, examples, strict=True):
+        if _show_image(axis, example.image):
+            _show_mask(axis, example.label, _as_slice(example.image).shape, LABEL_COLOUR, filled=False)
+        axis.set_title(f"{example.dataset}\n{example.case_id}", fontsize=8)
+    return figure

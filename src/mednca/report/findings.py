@@ -1,0 +1,157 @@
+"""Sentences that state, from this run's numbers, whether each claim of the Med-NCA paper held.
+
+The claims (Kalkhof et al., IPMI 2023): Med-NCA beats a UNet on Dice while being about 500x smaller; it
+degrades only slightly under strong shifts; it is robust to scale changes and MRI artefacts. The M3D-NCA
+follow-up adds that the NQM of repeated NCA runs flags failed segmentations. Every sentence is built from
+the report's tables; where a comparison lacks its inputs the sentence says so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+NCA = "med_nca"
+BASELINE = "unet"
+SLIGHT_DROP = 0.05
+"""The largest mean Dice drop this report calls "slight degradation"."""
+ARTEFACT_STUDIES = ("noise", "spike", "ghosting", "bias_field", "motion", "anisotropy", "gibbs")
+NAMES = {"med_nca": "Med-NCA", "nca": "single-level NCA", "unet": "UNet", "segnet": "SegNet"}
+
+
+def display_name(model: str) -> str:
+    """A model's name for readers, e.g. 'med_nca' -> 'Med-NCA', 'segnet_from_x' -> 'SegNet (from x)'."""
+    base, _, source = model.partition("_from_")  # the naming of mednca.config.base_model
+    name = NAMES.get(base, base)
+    return f"{name} (from {source})" if source else name
+
+
+def _signed(value: float) -> str:
+    """+0.012 / -0.034, or 'n/a' for NaN."""
+    return "n/a" if math.isnan(value) else f"{value:+.3f}"
+
+
+def _row(table: pd.DataFrame, dataset: str, model: str) -> pd.Series | None:
+    """The main-table row of a dataset and model, or None."""
+    rows = table[(table["dataset"] == dataset) & (table["model"] == model)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def dice_findings(table: pd.DataFrame, paper_parameters: dict[str, float]) -> list[str]:
+    """Per dataset: Med-NCA vs UNet Dice (with the paper's difference), size and inference time."""
+    sentences = []
+    for dataset in sorted(table["dataset"].unique()):
+        nca, unet = _row(table, dataset, NCA), _row(table, dataset, BASELINE)
+        if nca is None or unet is None:
+            present = ", ".join(display_name(m) for m in table.loc[table["dataset"] == dataset, "model"])
+            sentences.append(
+                f"{dataset}: the Med-NCA vs UNet comparison needs both models; this run has {present}."
+            )
+            continue
+        ours = nca["dice_mean"] - unet["dice_mean"]
+        theirs = nca["paper_dice"] - unet["paper_dice"]
+        paper = "no published values" if math.isnan(theirs) else f"paper {_signed(theirs)}"
+        verdict = "held" if ours > 0 else "did not hold"
+        sentences.append(
+            f"{dataset}: Med-NCA Dice {nca['dice_mean']:.3f} vs UNet {unet['dice_mean']:.3f} "
+            f"({_signed(ours)}; {paper}). The claim that Med-NCA beats the UNet {verdict} in this run."
+        )
+        sentences.append(_size_sentence(dataset, nca, unet, paper_parameters))
+        sentences.append(
+            f"{dataset}: one test volume took {nca['inference_seconds']:.2f} s with Med-NCA "
+            f"(all its runs) and {unet['inference_seconds']:.2f} s with the UNet."
+        )
+    return sentences
+
+
+def _size_sentence(dataset: str, nca: pd.Series, unet: pd.Series, paper_parameters: dict[str, float]) -> str:
+    """Parameter counts of Med-NCA and UNet, their ratio and the paper's ratio."""
+    ratio = unet["parameters"] / nca["parameters"]
+    paper_nca, paper_unet = paper_parameters.get(NCA), paper_parameters.get(BASELINE)
+    paper = (
+        f"; the paper compares {paper_nca:,.0f} with {paper_unet:,.0f} ({paper_unet / paper_nca:.0f}x)"
+        if paper_nca and paper_unet
+        else ""
+    )
+    return (
+        f"{dataset}: Med-NCA has {nca['parameters']:,.0f} parameters, {ratio:.0f}x fewer than the UNet's "
+        f"{unet['parameters']:,.0f}{paper}."
+    )
+
+
+def _largest_drop(summary: pd.DataFrame, dataset: str, study: str, model: str) -> pd.Series | None:
+    """The severity row with the largest mean Dice drop of a model in a study, or None."""
+    rows = summary[
+        (summary["dataset"] == dataset) & (summary["study"] == study) & (summary["model"] == model)
+    ]
+    rows = rows[rows["severity"] > 0].dropna(subset=["drop"])
+    return None if rows.empty else rows.loc[rows["drop"].idxmax()]
+
+
+def robustness_findings(summary: pd.DataFrame) -> list[str]:
+    """Per dataset: the largest Dice drop of Med-NCA and UNet under shift, scale and the MRI artefacts."""
+    sentences = []
+    for dataset in sorted(summary["dataset"].unique()):
+        drops = {}
+        for study in sorted(summary.loc[summary["dataset"] == dataset, "study"].unique()):
+            nca, unet = (_largest_drop(summary, dataset, study, model) for model in (NCA, BASELINE))
+            if nca is None:
+                continue
+            drops[study] = (nca["drop"], None if unet is None else unet["drop"])
+            unet_text = (
+                "" if unet is None else f"; the UNet's by up to {unet['drop']:.3f} (at {unet['value']:g})"
+            )
+            sentences.append(
+                f"{dataset}, {study}: Med-NCA's mean Dice fell by up to {nca['drop']:.3f} "
+                f"(at {nca['value']:g}){unet_text}."
+            )
+        sentences += _claim_sentences(dataset, drops)
+    return sentences
+
+
+def _claim_sentences(dataset: str, drops: dict[str, tuple[float, float | None]]) -> list[str]:
+    """Verdicts on 'slight degradation under strong shifts' and 'robust to artefacts' for one dataset."""
+    sentences = []
+    if "shift" in drops:
+        verdict = "held" if drops["shift"][0] <= SLIGHT_DROP else "did not hold"
+        sentences.append(
+            f"{dataset}: the claim of only slight degradation under strong shifts (a drop of at most "
+            f"{SLIGHT_DROP}) {verdict} for Med-NCA."
+        )
+    compared = [study for study in ARTEFACT_STUDIES if study in drops and drops[study][1] is not None]
+    if compared:
+        fewer = sum(drops[study][0] < drops[study][1] for study in compared)
+        sentences.append(
+            f"{dataset}: Med-NCA lost less Dice than the UNet in {fewer} of {len(compared)} MRI artefact "
+            "studies (largest drop per study)."
+        )
+    return sentences
+
+
+def quality_findings(quality: dict[tuple[str, str, int], dict]) -> list[str]:
+    """Per NCA run: how well NQM ranks Dice and how many failures an NQM threshold catches."""
+    sentences = []
+    for (dataset, model, seed), summary in sorted(quality.items()):
+        name = f"{dataset}, {display_name(model)}, seed {seed}"
+        rho = summary.get("spearman_nqm_dice")
+        if rho is None:
+            continue
+        caught = summary.get("failures_caught")
+        if caught is None:
+            detection = (
+                f"no case had Dice below {summary['failure_dice']}, so failure detection could not be tested"
+                if summary["failures"] == 0
+                else "every case failed, so no threshold could be set"
+            )
+        else:
+            detection = (
+                f"a threshold at NQM {summary['nqm_threshold']:.3f} caught {caught} of {summary['failures']} "
+                f"failures (Dice < {summary['failure_dice']}) and flagged {summary['successes_flagged']} "
+                "successful cases"
+            )
+        sentences.append(
+            f"{name}: Spearman correlation of NQM with Dice {rho:+.2f} over {summary['cases']} clean and "
+            f"perturbed cases; {detection}."
+        )
+    return sentences

@@ -1,0 +1,113 @@
+"""The report's tables, aggregated from the per-case metrics and run summaries.
+
+Aggregation only: a dataset x model row pools the per-case Dice of all its seeds (mean and population
+standard deviation over cases, as in each run's ``summary.json``) and adds the spread of the per-seed means
+when there are several seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MAIN_COLUMNS = [
+    "dataset",
+    "model",
+    "seeds",
+    "cases",
+    "dice_mean",
+    "dice_std",
+    "dice_seed_std",
+    "hd95_mean",
+    "hd95_std",
+    "parameters",
+    "train_seconds",
+    "inference_seconds",
+    "train_peak_mb",
+    "inference_peak_mb",
+    "nqm_mean",
+    "paper_dice",
+    "paper_dice_std",
+    "dice_vs_paper",
+]
+
+
+def _population_std(values: pd.Series) -> float:
+    """Standard deviation with ddof=0 over the non-missing values (NaN when there are none)."""
+    values = values.dropna()
+    return float(values.std(ddof=0)) if len(values) else float("nan")
+
+
+def _summary_value(summaries: pd.DataFrame, column: str, how: str) -> float:
+    """``how`` ('mean' or 'max') of a summary column, NaN when the column is absent or empty."""
+    if column not in summaries or summaries[column].isna().all():
+        return float("nan")
+    values = pd.to_numeric(summaries[column], errors="coerce")
+    return float(values.max() if how == "max" else values.mean())
+
+
+def _paper_value(paper: dict, dataset: str, model: str, key: str) -> float:
+    """A published value from the config's ``paper_results`` (NaN when the paper has none)."""
+    return float(paper.get(dataset, {}).get(model, {}).get(key, np.nan))
+
+
+def main_table(per_case: pd.DataFrame, summaries: pd.DataFrame, paper: dict) -> pd.DataFrame:
+    """One row per dataset x model with the columns of ``MAIN_COLUMNS`` (the paper's Table 1 and costs)."""
+    rows = []
+    for (dataset, model), cases in per_case.groupby(["dataset", "model"], sort=True):
+        runs = summaries[(summaries["dataset"] == dataset) & (summaries["model"] == model)]
+        seed_means = cases.groupby("seed")["dice"].mean()
+        paper_dice = _paper_value(paper, dataset, model, "dice")
+        dice_mean = float(cases["dice"].mean())
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "seeds": int(cases["seed"].nunique()),
+                "cases": int(cases.groupby("seed")["case_id"].nunique().max()),
+                "dice_mean": dice_mean,
+                "dice_std": _population_std(cases["dice"]),
+                "dice_seed_std": _population_std(seed_means) if len(seed_means) > 1 else float("nan"),
+                "hd95_mean": float(cases["hd95"].mean()),
+                "hd95_std": _population_std(cases["hd95"]),
+                "parameters": _summary_value(runs, "parameters", "max"),
+                "train_seconds": _summary_value(runs, "train_seconds", "mean"),
+                "inference_seconds": _summary_value(runs, "inference_seconds_mean", "mean"),
+                "train_peak_mb": _summary_value(runs, "train_peak_memory_mb", "max"),
+                "inference_peak_mb": _summary_value(runs, "inference_peak_memory_mb", "max"),
+                "nqm_mean": float(cases["nqm"].mean()) if "nqm" in cases else float("nan"),
+                "paper_dice": paper_dice,
+                "paper_dice_std": _paper_value(paper, dataset, model, "dice_std"),
+                "dice_vs_paper": dice_mean - paper_dice,
+            }
+        )
+    return pd.DataFrame(rows, columns=MAIN_COLUMNS)
+
+
+def robustness_summary(robustness: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice per dataset, study, model and severity (over cases and seeds), with the study's value.
+
+    Columns: dataset, study, model, severity, value, dice, drop (clean Dice minus this severity's Dice).
+    """
+    columns = ["dataset", "study", "model", "severity", "value", "dice", "drop"]
+    if robustness.empty:
+        return pd.DataFrame(columns=columns)
+    means = (
+        robustness.groupby(["dataset", "study", "model", "severity"], sort=True)
+        .agg(value=("value", "first"), dice=("dice", "mean"))
+        .reset_index()
+    )
+    clean = means[means["severity"] == 0].set_index(["dataset", "study", "model"])["dice"]
+    keys = pd.MultiIndex.from_frame(means[["dataset", "study", "model"]])
+    means["drop"] = clean.reindex(keys).to_numpy() - means["dice"].to_numpy()
+    return means[columns]
+
+
+def stage_times(benchmarks: pd.DataFrame) -> pd.DataFrame:
+    """Total wall time, job count and largest peak memory per stage, slowest first."""
+    if benchmarks.empty:
+        return pd.DataFrame(columns=["stage", "jobs", "seconds", "max_rss_mb"])
+    table = benchmarks.groupby("stage").agg(
+        jobs=("job", "count"), seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max")
+    )
+    return table.sort_values("seconds", ascending=False).reset_index()

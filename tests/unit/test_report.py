@@ -1,0 +1,345 @@
+"""The HTML report: built from a small tree of result files, checked against those files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mednca.data.volumes import save_label_map
+from mednca.evaluate.evaluation import held_out_cases, load_test_case
+from mednca.report.build import build_report
+from mednca.report.collect import Missing, ResultsLayout, Run, dataset_digest, load_benchmarks
+from mednca.report.findings import dice_findings, quality_findings, robustness_findings
+from mednca.report.tables import main_table, robustness_summary
+
+STUDIES = ["shift", "noise"]
+PAPER = {"phantom": {"med_nca": {"dice": 0.9, "dice_std": 0.05}, "unet": {"dice": 0.8}}}
+PAPER_PARAMETERS = {"med_nca": 70016, "unet": 37_000_000}
+SETTINGS = {"phantom": {"slice_axis": 2, "foreground_labels": [1, 2]}}
+RUNS = [Run("phantom", "med_nca", 0), Run("phantom", "unet", 0), Run("phantom", "unet", 1)]
+
+
+class TableParser(HTMLParser):
+    """Collects every table's cells (text and data-value) by table id, and every src/href attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[tuple[str, str | None]]]] = {}
+        self.links: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.links += [value for key, value in attrs if key in ("src", "href") and value]
+        if tag == "table":
+            self._table = attributes.get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell, self._value = [], attributes.get("data-value")
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append(("".join(self._cell).strip(), self._value))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+
+def parse(html: str) -> TableParser:
+    parser = TableParser()
+    parser.feed(html)
+    return parser
+
+
+def write_run(results: Path, run: Run, case_ids: list[str], dice: list[float], data_dir: Path) -> None:
+    """Per-case metrics, summary, training log, robustness tables, gallery, quality and predictions."""
+    metrics = results / "metrics" / run.dataset / run.model / f"seed{run.seed}"
+    metrics.mkdir(parents=True)
+    nqm = [0.05 + 0.2 * (1 - d) for d in dice] if run.model == "med_nca" else [0.0] * len(dice)
+    per_case = pd.DataFrame(
+        {
+            "case_id": case_ids,
+            "dice": dice,
+            "hd95": [1.0 + i for i in range(len(dice))],
+            "nqm": nqm,
+            "inference_seconds": 0.5,
+        }
+    )
+    per_case.to_csv(metrics / "per_case.csv", index=False)
+    summary = {
+        "dice_mean": float(np.mean(dice)),
+        "parameters": 25920 if run.model == "med_nca" else 1_600_000,
+        "train_seconds": 100.0,
+        "inference_seconds_mean": 0.5,
+        "train_peak_memory_mb": 900.0,
+        "inference_peak_memory_mb": 300.0,
+        "device": "cpu",
+    }
+    (metrics / "summary.json").write_text(json.dumps(summary))
+    models = results / "models" / run.dataset / run.model / f"seed{run.seed}"
+    models.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.4], "lr": 1e-3, "seconds": 5.0}).to_csv(
+        models / "train_log.csv", index=False
+    )
+    robustness = results / "robustness" / run.dataset / run.model / f"seed{run.seed}"
+    (robustness / "gallery").mkdir(parents=True)
+    for study in STUDIES:
+        rows = [
+            {
+                "case_id": case,
+                "study": study,
+                "severity": s,
+                "value": 0.1 * s,
+                "dice": d - 0.1 * s,
+                "hd95": 2.0,
+                "nqm": n + 0.05 * s,
+            }
+            for case, d, n in zip(case_ids, dice, nqm, strict=True)
+            for s in range(3)
+        ]
+        pd.DataFrame(rows).to_csv(robustness / f"{study}.csv", index=False)
+        gallery = {"case_id": np.asarray(case_ids[0])}
+        for s in range(3):
+            gallery |= {
+                f"image_{s}": np.random.default_rng(s).random((16, 16)),
+                f"label_{s}": np.eye(16, dtype=np.uint8),
+                f"prediction_{s}": np.eye(16, dtype=np.uint8),
+            }
+        np.savez_compressed(robustness / "gallery" / f"{study}.npz", **gallery)
+    (robustness / "nqm_failure_detection.json").write_text(
+        json.dumps(
+            {
+                "cases": 12,
+                "failures": 3,
+                "failure_dice": 0.8,
+                "spearman_nqm_dice": -0.7,
+                "nqm_threshold": 0.1,
+                "failures_caught": 2,
+                "successes_flagged": 1,
+            }
+        )
+    )
+    if run.model == "med_nca":
+        np.savez_compressed(
+            metrics / "nca_trajectory.npz",
+            case_id=np.asarray(case_ids[0]),
+            slice_index=np.asarray(3),
+            image=np.random.default_rng(0).random((16, 16)),
+            label=np.eye(16, dtype=np.uint8),
+            levels=np.array([1, 1, 2, 2]),
+            steps=np.array([0, 4, 0, 4]),
+            probabilities=np.random.default_rng(1).random((4, 16, 16)).astype(np.float16),
+        )
+    cases = {
+        c.case_id: c
+        for c in held_out_cases(data_dir / "manifest.csv", data_dir / "cases.csv", data_dir / "source.json")
+    }
+    predictions = results / "predictions" / run.dataset / run.model / f"seed{run.seed}"
+    for index, case_id in enumerate(case_ids):
+        volume, truth = load_test_case(cases[case_id], (1, 2))
+        label = np.zeros_like(truth) if (run.model == "unet" and index == 0) else truth
+        save_label_map(predictions / f"{case_id}.nii.gz", label, volume.affine)
+
+
+@pytest.fixture
+def results(prepared_phantom: Path, tmp_path: Path) -> Path:
+    """A results folder with the phantom's data stage and three runs (the first UNet prediction is empty)."""
+    results = tmp_path / "results"
+    shutil.copytree(prepared_phantom, results / "data" / "phantom")
+    manifest = pd.read_csv(results / "data" / "phantom" / "manifest.csv")
+    case_ids = sorted(manifest.loc[manifest["split"] == "test", "case_id"])
+    dice = {"med_nca": [0.91, 0.85], "unet": [0.0, 0.8]}
+    for run in RUNS:
+        shift = 0.02 * run.seed
+        write_run(results, run, case_ids, [d + shift for d in dice[run.model]], results / "data" / "phantom")
+    benchmark = results / "benchmarks" / "train" / "phantom" / "unet" / "seed0.tsv"
+    benchmark.parent.mkdir(parents=True)
+    benchmark.write_text("s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t512.3\t900.1\n")
+    return results
+
+
+def build(results: Path, runs: list[Run] = RUNS, studies: list[str] = STUDIES) -> str:
+    out = results / "report.html"
+    build_report(
+        results_dir=results,
+        out_html=out,
+        runs=runs,
+        datasets=["phantom"],
+        studies=studies,
+        dataset_settings=SETTINGS,
+        paper_results=PAPER,
+        paper_parameters=PAPER_PARAMETERS,
+        config={"seeds": [0, 1], "datasets": ["phantom"]},
+        nca_runs=3,
+        repository=None,
+    )
+    return out.read_text()
+
+
+def test_main_table_matches_the_per_case_files(results: Path) -> None:
+    parsed = parse(build(results))
+    header, *rows = parsed.tables["main-results"]
+    columns = [text for text, _ in header]
+    assert len(rows) == 2
+    for row in rows:
+        cells = dict(zip(columns, row, strict=True))
+        model = {"Med-NCA": "med_nca", "UNet": "unet"}[cells["Model"][0]]
+        seeds = [run.seed for run in RUNS if run.model == model]
+        dice = pd.concat(
+            pd.read_csv(results / "metrics" / "phantom" / model / f"seed{seed}" / "per_case.csv")["dice"]
+            for seed in seeds
+        )
+        assert float(cells["Dice"][1]) == pytest.approx(dice.mean())
+        assert cells["Dice"][0] == f"{dice.mean():.3f} ± {dice.std(ddof=0):.3f}"
+        assert cells["Seeds"][0] == str(len(seeds))
+        paper = PAPER["phantom"][model]["dice"]
+        assert float(cells["Ours − paper"][1]) == pytest.approx(dice.mean() - paper)
+    unet = next(row for row in rows if row[1][0] == "UNet")
+    assert unet[columns.index("Dice seed std")][0] == "0.010"
+
+
+def test_report_is_self_contained_and_has_every_section(results: Path) -> None:
+    html = build(results)
+    parsed = parse(html)
+    assert parsed.links, "the page should have its navigation links and inline images"
+    assert all(link.startswith(("data:", "#")) for link in parsed.links)
+    assert "http://" not in html.replace("http://www.w3.org", "") or "<link" not in html
+    for section in (
+        "Run summary",
+        "Findings",
+        "Datasets",
+        "Main results",
+        "Robustness",
+        "NQM",
+        "Qualitative",
+    ):
+        assert section in html
+    assert html.count("data:image/png;base64,") >= 12
+    assert "Med-NCA steps" in html
+    assert "Missing results" not in html
+    assert {"stage-times", "datasets", "robustness", "versions"} <= parsed.tables.keys()
+    stage_rows = parsed.tables["stage-times"][1:]
+    assert stage_rows[0][0][0] == "train" and stage_rows[0][2][0] == "12.5 s"
+
+
+def test_missing_study_is_stated_not_fatal(results: Path) -> None:
+    (results / "robustness" / "phantom" / "unet" / "seed1" / "noise.csv").unlink()
+    html = build(results)
+    assert "Missing results" in html
+    assert "robustness/phantom/unet/seed1/noise.csv" in html
+
+
+def test_single_model_report_says_what_it_cannot_compare(results: Path) -> None:
+    html = build(results, runs=[Run("phantom", "unet", 0)], studies=[])
+    assert "needs both models" in html
+    assert "No robustness results in this run" in html
+    assert len(parse(html).tables["main-results"]) == 2
+
+
+def test_report_of_an_empty_results_folder(tmp_path: Path) -> None:
+    html = build(tmp_path / "results", runs=[Run("phantom", "med_nca", 0)])
+    assert "Missing results" in html and "No evaluation results" in html
+
+
+def test_main_table_pools_cases_and_seeds() -> None:
+    per_case = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "seed": [0, 0, 1, 1],
+            "case_id": ["a", "b", "a", "b"],
+            "dice": [0.8, 0.6, 0.9, 0.7],
+            "hd95": [1.0, np.nan, 3.0, 2.0],
+            "nqm": 0.0,
+        }
+    )
+    summaries = pd.DataFrame({"dataset": "d", "model": "m", "seed": [0, 1], "train_seconds": [10.0, 20.0]})
+    row = main_table(per_case, summaries, {"d": {"m": {"dice": 0.7}}}).iloc[0]
+    assert row["dice_mean"] == pytest.approx(0.75)
+    assert row["dice_std"] == pytest.approx(np.std([0.8, 0.6, 0.9, 0.7]))
+    assert row["dice_seed_std"] == pytest.approx(0.05)
+    assert row["hd95_mean"] == pytest.approx(2.0)
+    assert row["train_seconds"] == pytest.approx(15.0)
+    assert row["dice_vs_paper"] == pytest.approx(0.05)
+    assert np.isnan(row["parameters"])
+
+
+def test_findings_state_the_claims_from_the_numbers() -> None:
+    table = pd.DataFrame(
+        [
+            {
+                "dataset": "hippocampus",
+                "model": "med_nca",
+                "dice_mean": 0.85,
+                "paper_dice": 0.886,
+                "parameters": 25920.0,
+                "inference_seconds": 12.0,
+            },
+            {
+                "dataset": "hippocampus",
+                "model": "unet",
+                "dice_mean": 0.87,
+                "paper_dice": 0.858,
+                "parameters": 1.6e6,
+                "inference_seconds": 0.05,
+            },
+        ]
+    )
+    sentences = dice_findings(table, PAPER_PARAMETERS)
+    assert sentences[0].startswith("hippocampus: Med-NCA Dice 0.850 vs UNet 0.870 (-0.020; paper +0.028)")
+    assert "did not hold" in sentences[0]
+    assert "62x fewer" in sentences[1] and "(528x)" in sentences[1]
+    robustness = pd.DataFrame(
+        [
+            {"dataset": "h", "study": study, "model": model, "severity": s, "value": 0.1 * s, "dice": dice}
+            for study in ("shift", "noise")
+            for model, dices in (("med_nca", [0.85, 0.83, 0.82]), ("unet", [0.87, 0.7, 0.5]))
+            for s, dice in enumerate(dices)
+        ]
+    )
+    text = " ".join(robustness_findings(robustness_summary(robustness)))
+    assert (
+        "h, shift: Med-NCA's mean Dice fell by up to 0.030 (at 0.2); the UNet's by up to 0.370 (at 0.2)"
+        in text
+    )
+    assert "only slight degradation under strong shifts (a drop of at most 0.05) held" in text
+    assert "less Dice than the UNet in 1 of 1 MRI artefact studies" in text
+    quality = quality_findings(
+        {("h", "med_nca", 0): {"cases": 10, "failures": 0, "failure_dice": 0.8, "spearman_nqm_dice": -0.5}}
+    )
+    assert quality == [
+        "h, Med-NCA, seed 0: Spearman correlation of NQM with Dice -0.50 over 10 clean and perturbed cases; "
+        "no case had Dice below 0.8, so failure detection could not be tested."
+    ]
+
+
+def test_benchmarks_and_dataset_digest(results: Path) -> None:
+    benchmarks = load_benchmarks(ResultsLayout(results))
+    assert benchmarks.to_dict("records") == [
+        {"stage": "train", "job": "phantom/unet/seed0", "seconds": 12.5, "max_rss_mb": 512.3}
+    ]
+    manifest = pd.read_csv(results / "data" / "phantom" / "manifest.csv")
+    assert dataset_digest(manifest) == dataset_digest(manifest.iloc[::-1])
+    changed = manifest.assign(image_sha256=manifest["image_sha256"].where(manifest.index > 0, "0" * 64))
+    assert dataset_digest(changed) != dataset_digest(manifest)
+
+
+def test_missing_records_paths_relative_to_results(tmp_path: Path) -> None:
+    missing = Missing()
+    missing.add(tmp_path / "metrics" / "x.csv", tmp_path)
+    missing.add(Path("/elsewhere/y.csv"), tmp_path)
+    assert missing.paths == ["metrics/x.csv", "/elsewhere/y.csv"]

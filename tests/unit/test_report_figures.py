@@ -1,0 +1,341 @@
+"""Report figures: each draws for small synthetic input and for empty input; the PNGs are deterministic."""
+
+from __future__ import annotations
+
+import base64
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from mednca.report import figures
+from mednca.report.figures import DatasetExample, OverlayRow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATASETS = ["hippocampus", "prostate"]
+MODELS = ["unet", "med_nca", "nca"]
+SEEDS = [0, 1]
+CASES = [f"case_{index:03d}" for index in range(4)]
+STUDY_VALUES = {
+    "shift": [0.0, 0.1, 0.2],
+    "scale_resize": [1.0, 0.5, 2.0],
+    "noise": [0.0, 0.05, 0.1],
+    "anisotropy": [1.0, 2.0, 4.0],
+}
+
+
+def png_bytes(uri: str) -> bytes:
+    """The PNG bytes of a data URI made by ``to_data_uri``."""
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    return base64.b64decode(uri[len(prefix) :])
+
+
+def visible_axes(figure: Figure) -> list:
+    """The visible axes of ``figure`` that are not colour bars."""
+    return [axis for axis in figure.axes if axis.get_visible() and axis.get_label() != "<colorbar>"]
+
+
+def disk(size: int, radius: float, centre: tuple[float, float] | None = None) -> np.ndarray:
+    """A (size, size) uint8 disk mask."""
+    cy, cx = centre or (size / 2, size / 2)
+    yy, xx = np.mgrid[:size, :size]
+    return (((yy - cy) ** 2 + (xx - cx) ** 2) < radius**2).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def per_case(rng: np.random.Generator) -> pd.DataFrame:
+    """dataset, model, seed, case_id, dice; one NaN Dice."""
+    rows = [
+        {"dataset": d, "model": m, "seed": s, "case_id": c, "dice": rng.uniform(0.5, 0.95)}
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for c in CASES
+    ]
+    frame = pd.DataFrame(rows)
+    frame.loc[0, "dice"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def summary(rng: np.random.Generator) -> pd.DataFrame:
+    """One row per dataset x model; one NaN inference time and one NaN std."""
+    frame = pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "model": m,
+                "dice_mean": rng.uniform(0.6, 0.9),
+                "dice_std": rng.uniform(0.01, 0.1),
+                "parameters": float(rng.integers(5_000, 2_000_000)),
+                "train_seconds": rng.uniform(60, 6000),
+                "inference_seconds": rng.uniform(0.05, 5),
+            }
+            for d in DATASETS
+            for m in MODELS
+        ]
+    )
+    frame.loc[0, "inference_seconds"] = np.nan
+    frame.loc[1, "dice_std"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def training(rng: np.random.Generator) -> pd.DataFrame:
+    """dataset, model, seed, epoch, loss over 6 epochs."""
+    rows = [
+        {
+            "dataset": d,
+            "model": m,
+            "seed": s,
+            "epoch": e,
+            "loss": float(np.exp(-0.3 * e) + rng.uniform(0, 0.05)),
+        }
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for e in range(6)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def robustness(rng: np.random.Generator) -> pd.DataFrame:
+    """dataset, model, seed, case_id, study, severity, value, dice for the studies of STUDY_VALUES."""
+    rows = [
+        {
+            "dataset": d,
+            "model": m,
+            "seed": s,
+            "case_id": c,
+            "study": study,
+            "severity": severity,
+            "value": value,
+            "dice": float(np.clip(0.9 - 0.15 * severity + rng.normal(0, 0.05), 0, 1)),
+        }
+        for d in DATASETS
+        for m in MODELS[:2]
+        for s in SEEDS
+        for c in CASES
+        for study, values in STUDY_VALUES.items()
+        for severity, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def points(rng: np.random.Generator) -> pd.DataFrame:
+    """dataset, model, source, dice, nqm for the two NCAs."""
+    rows = [
+        {
+            "dataset": d,
+            "model": m,
+            "source": source,
+            "dice": rng.uniform(0.3, 0.95),
+            "nqm": rng.uniform(0, 0.3),
+        }
+        for d in DATASETS
+        for m in ["med_nca", "nca"]
+        for source in ["clean", "noise", "shift"]
+        for _ in range(5)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def overlay_rows(rng: np.random.Generator) -> list[OverlayRow]:
+    """Two rows of 24 x 24 slices; 'nca' is missing from the second row."""
+    label = disk(24, 6)
+    rows = []
+    for title in ["best: case_001 (Dice 0.91)", "worst: case_003 (mean Dice 0.61)"]:
+        predictions = {"unet": disk(24, 5), "med_nca": disk(24, 7, (11, 13)), "nca": disk(24, 4)}
+        if title.startswith("worst"):
+            del predictions["nca"]
+        rows.append(
+            OverlayRow(
+                title=title,
+                image=rng.random((24, 24)),
+                label=label,
+                predictions=predictions,
+                dice={"unet": 0.9, "med_nca": 0.8, "nca": float("nan")},
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def gallery(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Three severities of different slice sizes (scale study)."""
+    contents: dict[str, np.ndarray] = {"case_id": np.array("case_001")}
+    for severity, size in enumerate([24, 12, 36]):
+        contents[f"image_{severity}"] = rng.random((size, size)).astype(np.float32)
+        contents[f"label_{severity}"] = disk(size, size / 4)
+        contents[f"prediction_{severity}"] = disk(size, size / 5)
+    return contents
+
+
+def test_model_palette_does_not_depend_on_order() -> None:
+    forward = figures.model_palette(MODELS)
+    backward = figures.model_palette(list(reversed(MODELS)) + ["unet"])
+    assert forward == backward
+    assert sorted(forward) == sorted(MODELS)
+    assert len(set(forward.values())) == len(MODELS)
+
+
+def test_to_data_uri_is_png_and_closes(per_case: pd.DataFrame) -> None:
+    figure = figures.dice_distribution(per_case)
+    uri = figures.to_data_uri(figure)
+    assert png_bytes(uri).startswith(PNG_MAGIC)
+
+
+def test_figures_leave_no_global_state(per_case, training, robustness) -> None:
+    before = dict(matplotlib.rcParams)
+    for figure in [
+        figures.dice_distribution(per_case),
+        figures.training_curves(training),
+        figures.robustness_curves(robustness[robustness["study"] == "noise"], "hippocampus"),
+    ]:
+        figures.to_data_uri(figure)
+    assert plt.get_fignums() == []
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_save_png_writes_the_same_bytes_as_the_data_uri(per_case: pd.DataFrame, tmp_path) -> None:
+    path = figures.save_png(figures.dice_distribution(per_case), tmp_path / "sub" / "dice.png")
+    assert path.read_bytes() == png_bytes(figures.to_data_uri(figures.dice_distribution(per_case)))
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        pytest.param(lambda data: figures.dice_distribution(data["per_case"]), id="dice_distribution"),
+        pytest.param(
+            lambda data: figures.robustness_curves(data["robustness"], "hippocampus"), id="robustness"
+        ),
+    ],
+)
+def test_randomised_figures_are_deterministic(draw, per_case, robustness) -> None:
+    data = {"per_case": per_case, "robustness": robustness}
+    assert png_bytes(figures.to_data_uri(draw(data))) == png_bytes(figures.to_data_uri(draw(data)))
+
+
+def test_robustness_curves_has_one_panel_per_study(robustness: pd.DataFrame) -> None:
+    figure = figures.robustness_curves(robustness, "prostate")
+    panels = visible_axes(figure)
+    assert len(panels) == len(STUDY_VALUES)
+    assert sorted(axis.get_title() for axis in panels) == sorted(STUDY_VALUES)
+    assert {axis.get_title(): axis.get_xscale() for axis in panels}["anisotropy"] == "log"
+    assert all(axis.get_ylim() == (0.0, 1.0) for axis in panels)
+    figures.to_data_uri(figure)
+
+
+def test_robustness_curves_single_severity_and_unknown_dataset(robustness: pd.DataFrame) -> None:
+    clean = robustness[robustness["severity"] == 0]
+    assert isinstance(figures.robustness_curves(clean, "hippocampus"), Figure)
+    assert len(visible_axes(figures.robustness_curves(robustness, "brats"))) == 1
+
+
+def test_table_figures_draw(per_case, summary, training, points) -> None:
+    drawn = [
+        figures.dice_distribution(per_case),
+        figures.dice_vs_cost(summary),
+        figures.training_curves(training),
+        figures.nqm_vs_dice(points, threshold=0.12, failure_dice=0.8),
+        figures.nqm_vs_dice(points, threshold=None, failure_dice=0.8),
+    ]
+    for figure in drawn:
+        assert isinstance(figure, Figure)
+        assert figure.get_figwidth() <= 12
+        assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+
+
+def test_image_figures_draw(overlay_rows, gallery, rng: np.random.Generator) -> None:
+    probabilities = rng.random((3, 16, 16))
+    drawn = [
+        figures.overlay_grid(overlay_rows, ["med_nca", "nca", "unet"]),
+        figures.perturbation_gallery(gallery, "scale_resize on case_001"),
+        figures.nca_trajectory(
+            np.array([0, 8, 16]), np.array([1, 1, 0]), probabilities, rng.random((16, 16))
+        ),
+        figures.dataset_examples(
+            [
+                DatasetExample("hippocampus", "case_001", rng.random((24, 20)), disk(24, 5)[:, :20]),
+                DatasetExample("prostate", "case_002", rng.random((32, 32)), disk(32, 8)),
+            ]
+        ),
+    ]
+    for figure in drawn:
+        assert isinstance(figure, Figure)
+        assert figure.get_figwidth() <= 12
+        assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+
+
+def test_overlay_grid_layout(overlay_rows) -> None:
+    figure = figures.overlay_grid(overlay_rows, ["med_nca", "nca", "unet"])
+    assert len(figure.axes) == len(overlay_rows) * 5
+    titles = [axis.get_title() for axis in figure.axes]
+    assert titles[:5] == ["image", "ground truth", "med_nca\nDice 0.80", "nca\nDice n/a", "unet\nDice 0.90"]
+    assert any(text.get_text() == "missing" for text in figure.axes[8].texts)
+    figures.to_data_uri(figure)
+
+
+def test_nca_trajectory_wraps_beyond_ten_snapshots(rng: np.random.Generator) -> None:
+    probabilities = rng.random((12, 8, 8))
+    figure = figures.nca_trajectory(np.arange(12), np.zeros(12, dtype=int), probabilities, rng.random((8, 8)))
+    panels = visible_axes(figure)
+    assert len(panels) == 13
+    assert panels[1].get_title() == "level 0, step 0"
+    assert [axis.get_subplotspec().rowspan.start for axis in panels] == [0] * 11 + [1] * 2
+    figures.to_data_uri(figure)
+
+
+EMPTY_CASES = {
+    "dice_distribution": lambda: figures.dice_distribution(pd.DataFrame()),
+    "dice_distribution_all_nan": lambda: figures.dice_distribution(
+        pd.DataFrame({"dataset": ["a"], "model": ["m"], "seed": [0], "case_id": ["c"], "dice": [np.nan]})
+    ),
+    "dice_vs_cost": lambda: figures.dice_vs_cost(pd.DataFrame()),
+    "dice_vs_cost_no_costs": lambda: figures.dice_vs_cost(
+        pd.DataFrame(
+            {
+                "dataset": ["a"],
+                "model": ["m"],
+                "dice_mean": [0.8],
+                "dice_std": [np.nan],
+                "parameters": [np.nan],
+            }
+            | {"train_seconds": [np.nan], "inference_seconds": [0.0]}
+        )
+    ),
+    "training_curves": lambda: figures.training_curves(pd.DataFrame()),
+    "training_curves_one_epoch": lambda: figures.training_curves(
+        pd.DataFrame({"dataset": ["a"], "model": ["m"], "seed": [0], "epoch": [0], "loss": [0.5]})
+    ),
+    "robustness_curves": lambda: figures.robustness_curves(pd.DataFrame(), "hippocampus"),
+    "nqm_vs_dice": lambda: figures.nqm_vs_dice(pd.DataFrame(), threshold=None, failure_dice=0.8),
+    "overlay_grid": lambda: figures.overlay_grid([], ["unet"]),
+    "overlay_grid_bad_image": lambda: figures.overlay_grid(
+        [OverlayRow("x", np.zeros((0, 0)), np.zeros((0, 0), np.uint8), {}, {})], ["unet"]
+    ),
+    "perturbation_gallery": lambda: figures.perturbation_gallery({}, "nothing"),
+    "nca_trajectory": lambda: figures.nca_trajectory(
+        np.array([], int), np.array([], int), np.zeros((0, 8, 8)), np.zeros((8, 8))
+    ),
+    "dataset_examples": lambda: figures.dataset_examples([]),
+}
+
+
+@pytest.mark.parametrize("draw", list(EMPTY_CASES.values()), ids=list(EMPTY_CASES))
+def test_empty_input_gives_a_figure(draw) -> None:
+    figure = draw()
+    assert isinstance(figure, Figure)
+    assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
