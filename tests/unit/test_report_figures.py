@@ -189,6 +189,8 @@ def test_model_palette_does_not_depend_on_order() -> None:
     assert forward == backward
     assert sorted(forward) == sorted(MODELS)
     assert len(set(forward.values())) == len(MODELS)
+    assert figures.model_palette(["unet"])["unet"] == forward["unet"]
+    assert figures.model_palette(["unet", "segnet_from_x"])["segnet_from_x"] not in (forward["unet"],)
 
 
 def test_to_data_uri_is_png_and_closes(per_case: pd.DataFrame) -> None:
@@ -262,7 +264,7 @@ def test_image_figures_draw(overlay_rows, gallery, rng: np.random.Generator) -> 
     probabilities = rng.random((3, 16, 16))
     drawn = [
         figures.overlay_grid(overlay_rows, ["med_nca", "nca", "unet"]),
-        figures.perturbation_gallery(gallery, "scale_resize on case_001"),
+        figures.perturbation_gallery({"med_nca": gallery, "unet": gallery}, "scale_resize on case_001"),
         figures.nca_trajectory(
             np.array([0, 8, 16]), np.array([1, 1, 0]), probabilities, rng.random((16, 16))
         ),

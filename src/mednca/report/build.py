@@ -48,7 +48,7 @@ from mednca.report.render import (
     render_report,
     seconds,
 )
-from mednca.report.tables import main_table, robustness_summary, stage_times
+from mednca.report.tables import main_table, robustness_summary, robustness_wide, stage_times
 
 log = logging.getLogger(__name__)
 
@@ -128,24 +128,42 @@ STAGE_COLUMNS = [
     Column("seconds", "Wall time (sum of jobs)", lambda r: seconds(r["seconds"])),
     Column("max_rss_mb", "Largest peak memory (MB)", lambda r: count(r["max_rss_mb"])),
 ]
-ROBUSTNESS_COLUMNS = [
-    Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
-    Column("study", "Study", lambda r: r["study"], numeric=False),
-    Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
-    Column("severity", "Severity", lambda r: count(r["severity"])),
-    Column("value", "Value", lambda r: f"{r['value']:g}"),
-    Column("dice", "Mean Dice", lambda r: number(r["dice"])),
-    Column("drop", "Drop from clean", lambda r: number(r["drop"])),
-]
+
+
+def robustness_columns(wide: pd.DataFrame) -> list[Column]:
+    """Dataset, study, model, then one 'mean Dice (value)' column per severity of ``robustness_wide``."""
+    severities = sorted(int(key.split("_")[1]) for key in wide.columns if key.startswith("dice_"))
+
+    def level(severity: int) -> Column:
+        def show(row: pd.Series) -> str:
+            value = row.get(f"value_{severity}")
+            if value is None or pd.isna(value):
+                return "–"
+            return f"{number(row[f'dice_{severity}'])} ({value:g})"
+
+        return Column(f"dice_{severity}", "Clean" if severity == 0 else f"Severity {severity}", show)
+
+    return [
+        Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
+        Column("study", "Study", lambda r: r["study"], numeric=False),
+        Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
+        *(level(severity) for severity in severities),
+    ]
+
+
 VERSION_COLUMNS = [
     Column("package", "Package", lambda r: r["package"], numeric=False),
     Column("version", "Version", lambda r: r["version"], numeric=False),
 ]
 
 
-def _item(title: str, caption: str, figure) -> FigureItem:
+GALLERY_DPI = 72
+"""Galleries are many small images; a lower resolution keeps the page a few MB."""
+
+
+def _item(title: str, caption: str, figure, dpi: int = figures.DPI) -> FigureItem:
     """A FigureItem from a matplotlib figure (closed after encoding)."""
-    return FigureItem(title, caption, figures.to_data_uri(figure))
+    return FigureItem(title, caption, figures.to_data_uri(figure, dpi))
 
 
 def _quality_points(per_case: pd.DataFrame, robustness: pd.DataFrame, run: Run) -> pd.DataFrame:
@@ -258,20 +276,32 @@ def trajectory_figures(layout: ResultsLayout, runs: list[Run]) -> list[FigureIte
     return items
 
 
-def gallery_figures(layout: ResultsLayout, runs: list[Run], studies: list[str]) -> list[FigureItem]:
-    """One gallery per study and model (first seed): perturbed input, label and prediction per severity."""
-    items, seen = [], set()
-    for run in runs:
-        if (run.dataset, run.model) in seen:
-            continue
-        seen.add((run.dataset, run.model))
+def gallery_figures(
+    layout: ResultsLayout, runs: list[Run], datasets: list[str], studies: list[str]
+) -> list[FigureItem]:
+    """One gallery per dataset and study (first seed of each model): perturbed input, label, predictions."""
+    items = []
+    for dataset in datasets:
+        first_runs = {}
+        for run in runs:
+            if run.dataset == dataset and run.model not in first_runs:
+                first_runs[run.model] = run
         for study in studies:
-            gallery = load_gallery(layout, run, study)
-            if gallery is None:
+            galleries = {
+                display_name(model): gallery
+                for model, run in first_runs.items()
+                if (gallery := load_gallery(layout, run, study)) is not None
+            }
+            if not galleries:
                 continue
-            title = f"{run.dataset}, {display_name(run.model)}: {study}"
-            caption = f"Case {gallery['case_id']}; green: ground truth, red: prediction."
-            items.append(_item(title, caption, figures.perturbation_gallery(gallery, title)))
+            case_id = next(iter(galleries.values()))["case_id"]
+            title = f"{dataset}: {study}"
+            caption = (
+                f"Case {case_id}, one slice per severity; green: ground truth, red: each model's prediction."
+            )
+            items.append(
+                _item(title, caption, figures.perturbation_gallery(galleries, title), dpi=GALLERY_DPI)
+            )
     return items
 
 
@@ -359,7 +389,7 @@ def build_report(
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
             "datasets": html_table(overview, DATASET_COLUMNS, "datasets"),
             "stages": html_table(stage_times(load_benchmarks(layout)), STAGE_COLUMNS, "stage-times"),
-            "robustness": html_table(robust, ROBUSTNESS_COLUMNS, "robustness"),
+            "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
         },
         "figures": {
@@ -394,7 +424,7 @@ def build_report(
                 )
                 for dataset in sorted(robustness["dataset"].unique())
             ],
-            "galleries": gallery_figures(layout, runs, studies),
+            "galleries": gallery_figures(layout, runs, datasets, studies),
             "quality": quality_figures(per_case, robustness, quality),
             "overlays": [
                 item

@@ -79,11 +79,23 @@ class DatasetExample:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
+PREFERRED_COLOURS = {"med_nca": 0, "nca": 1, "segnet": 2, "unet": 4}
+"""Palette positions of the base models, so a model keeps its colour in every figure of a report."""
+
+
 def model_palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """Each distinct model name, sorted, mapped onto seaborn's "colorblind" palette (cycled beyond 10)."""
+    """Each distinct model name mapped onto seaborn's "colorblind" palette (10 colours).
+
+    The base models always get the same colour; other names (fine-tuned models) take the free colours in
+    sorted order, cycling when more than 10 models are drawn.
+    """
+    colours = sns.color_palette("colorblind", 10)
     names = sorted({str(model) for model in models})
-    colours = sns.color_palette("colorblind", max(len(names), 1))
-    return {name: tuple(colours[index % len(colours)]) for index, name in enumerate(names)}
+    palette = {name: colours[PREFERRED_COLOURS[name]] for name in names if name in PREFERRED_COLOURS}
+    free = [index for index in range(10) if index not in PREFERRED_COLOURS.values()]
+    others = [name for name in names if name not in palette]
+    palette |= {name: colours[free[index % len(free)]] for index, name in enumerate(others)}
+    return {name: tuple(colour) for name, colour in palette.items()}
 
 
 def to_data_uri(figure: Figure, dpi: int = DPI) -> str:
@@ -472,26 +484,50 @@ def overlay_grid(rows: list[OverlayRow], model_names: list[str]) -> Figure:
     return figure
 
 
-def perturbation_gallery(gallery: Mapping[str, np.ndarray], title: str) -> Figure:
-    """One row of panels, one per severity s: image_{s} in grey, label_{s} outline in green, prediction_{s}
-    in red, titled 'severity s'; the figure is titled ``title``.
+def perturbation_gallery(galleries: Mapping[str, Mapping[str, np.ndarray]], title: str) -> Figure:
+    """One row per model, one column per severity s: image_{s} in grey, label_{s} outline in green and the
+    model's prediction_{s} in red, columns titled 'severity s'; the figure is titled ``title``.
 
-    Keys: 'image_{s}' (H, W) float, 'label_{s}' (H, W) uint8, 'prediction_{s}' (H, W) uint8, plus 'case_id'
-    (0-d string array); the slice size may change with the severity.
+    ``galleries`` maps each model to its arrays: 'image_{s}' (H, W) float, 'label_{s}' (H, W) uint8,
+    'prediction_{s}' (H, W) uint8, plus 'case_id' (0-d string array); the slice size may change with the
+    severity. Every model sees the same perturbed image, so the rows differ only in their predictions.
     """
-    severities = sorted(int(match[1]) for key in gallery if (match := SEVERITY_KEY.match(str(key))))
+    models = list(galleries)
+    severities = sorted(
+        {
+            int(match[1])
+            for gallery in galleries.values()
+            for key in gallery
+            if (match := SEVERITY_KEY.match(str(key)))
+        }
+    )
     if not severities:
         return _no_data_figure(title)
-    side = min(2.2, MAX_WIDTH / len(severities))
-    figure = _figure(side * len(severities), side + 0.6)
-    axes = _grid(figure, len(severities), len(severities))
-    for axis, severity in zip(axes, severities, strict=True):
-        image = gallery[f"image_{severity}"]
-        if _show_image(axis, image):
-            shape = _as_slice(image).shape
-            _show_mask(axis, gallery.get(f"prediction_{severity}"), shape, PREDICTION_COLOUR)
-            _show_mask(axis, gallery.get(f"label_{severity}"), shape, LABEL_COLOUR, filled=False)
-        axis.set_title(f"severity {severity}", fontsize=9)
+    side = min(1.6, (MAX_WIDTH - 1.2) / len(severities))
+    figure = _figure(1.2 + side * len(severities), 0.5 + side * len(models))
+    axes = _grid(figure, len(models) * len(severities), len(severities))
+    for row, model in enumerate(models):
+        gallery = galleries[model]
+        for column, severity in enumerate(severities):
+            axis = axes[row * len(severities) + column]
+            image = gallery.get(f"image_{severity}")
+            if _show_image(axis, image):
+                shape = _as_slice(image).shape
+                _show_mask(axis, gallery.get(f"prediction_{severity}"), shape, PREDICTION_COLOUR)
+                _show_mask(axis, gallery.get(f"label_{severity}"), shape, LABEL_COLOUR, filled=False)
+            if row == 0:
+                axis.set_title(f"severity {severity}", fontsize=8)
+            if column == 0:
+                axis.text(
+                    -0.08,
+                    0.5,
+                    _wrap_label(model, 16),
+                    transform=axis.transAxes,
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=8,
+                )
     figure.suptitle(title, fontsize=10)
     return figure
 

@@ -111,3 +111,18 @@ def stage_times(benchmarks: pd.DataFrame) -> pd.DataFrame:
         jobs=("job", "count"), seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max")
     )
     return table.sort_values("seconds", ascending=False).reset_index()
+
+
+def robustness_wide(summary: pd.DataFrame) -> pd.DataFrame:
+    """``robustness_summary`` with one row per dataset, study and model and one column pair per severity.
+
+    Columns: dataset, study, model, then ``dice_{s}`` and ``value_{s}`` for every severity s (NaN where a
+    study has fewer levels).
+    """
+    if summary.empty:
+        return pd.DataFrame(columns=["dataset", "study", "model"])
+    wide = summary.pivot_table(
+        index=["dataset", "study", "model"], columns="severity", values=["dice", "value"], aggfunc="first"
+    )
+    wide.columns = [f"{name}_{int(severity)}" for name, severity in wide.columns]
+    return wide.reset_index()
