@@ -8,6 +8,7 @@ successes are flagged by construction; the summary says how many failures it cat
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import spearmanr
 
 
@@ -39,3 +40,15 @@ def failure_detection(
         successes_flagged=int((flagged & ~failures).sum()),
     )
     return summary
+
+
+def quality_population(robustness: pd.DataFrame) -> pd.DataFrame:
+    """The cases NQM is judged on: each robustness case once clean, plus every perturbed version of it.
+
+    ``robustness`` holds the rows of a run's studies (case_id, study, severity, dice, nqm, ...). Severity 0
+    is the same clean evaluation in every study, so it is kept once per case (with ``source`` 'clean');
+    perturbed rows keep their study as ``source``.
+    """
+    clean = robustness[robustness["severity"] == 0].drop_duplicates("case_id").assign(source="clean")
+    perturbed = robustness[robustness["severity"] > 0]
+    return pd.concat([clean, perturbed.assign(source=perturbed["study"])], ignore_index=True)

@@ -26,7 +26,7 @@ from mednca.evaluate.evaluation import (
     spacing_of,
 )
 from mednca.evaluate.inference import case_generator, normalise
-from mednca.evaluate.quality import failure_detection
+from mednca.evaluate.quality import failure_detection, quality_population
 from mednca.io import atomic_path, write_csv, write_json
 from mednca.models import size_multiple
 from mednca.perturb.geometry import scaled_size
@@ -111,7 +111,8 @@ def robustness_stage(
     ``studies`` maps each study to its output CSV: one row per (case, severity) with Dice, HD95, NQM and
     the perturbation's parameters. ``gallery_dir/{study}.npz`` holds, for the first case and each
     severity, the most-foreground slice of the perturbed image (first channel), its label and the prediction.
-    ``quality_json`` says how well NQM flags the cases with Dice < 0.8 over all rows (see ``quality``).
+    ``quality_json`` says how well NQM flags the cases with Dice < 0.8, over each case once clean and every
+    perturbed version of it (see ``quality``).
     One process runs every study, so the model and the cases are loaded once.
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
@@ -131,5 +132,5 @@ def robustness_stage(
         with atomic_path(Path(gallery_dir) / f"{study}.npz") as temporary, open(temporary, "wb") as handle:
             np.savez_compressed(handle, **gallery)
         tables.append(table)
-    combined = pd.concat(tables)
-    write_json(quality_json, failure_detection(combined["dice"].to_numpy(), combined["nqm"].to_numpy()))
+    population = quality_population(pd.concat(tables))
+    write_json(quality_json, failure_detection(population["dice"].to_numpy(), population["nqm"].to_numpy()))

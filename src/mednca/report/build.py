@@ -20,6 +20,7 @@ import yaml
 from mednca.config import is_nca
 from mednca.data.stages import dataset_folder
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
+from mednca.evaluate.quality import quality_population
 from mednca.io import atomic_path
 from mednca.report import figures
 from mednca.report.collect import (
@@ -36,6 +37,7 @@ from mednca.report.collect import (
     load_summaries,
     load_training,
     load_trajectory,
+    rows_of,
 )
 from mednca.report.findings import dice_findings, display_name, quality_findings, robustness_findings
 from mednca.report.render import (
@@ -157,7 +159,7 @@ VERSION_COLUMNS = [
 ]
 
 
-GALLERY_DPI = 72
+GALLERY_DPI = 60
 """Galleries are many small images; a lower resolution keeps the page a few MB."""
 
 
@@ -166,19 +168,9 @@ def _item(title: str, caption: str, figure, dpi: int = figures.DPI) -> FigureIte
     return FigureItem(title, caption, figures.to_data_uri(figure, dpi))
 
 
-def _quality_points(per_case: pd.DataFrame, robustness: pd.DataFrame, run: Run) -> pd.DataFrame:
-    """NQM and Dice of a run's clean test cases and perturbed cases (severity > 0), with their source."""
-
-    def of_run(table: pd.DataFrame) -> pd.DataFrame:
-        return table[
-            (table["dataset"] == run.dataset) & (table["model"] == run.model) & (table["seed"] == run.seed)
-        ]
-
-    clean = of_run(per_case).assign(source="clean")
-    perturbed = of_run(robustness)
-    perturbed = perturbed[perturbed["severity"] > 0].assign(source=perturbed["study"])
-    columns = ["dataset", "model", "source", "dice", "nqm"]
-    return pd.concat([clean[columns], perturbed[columns]], ignore_index=True)
+def _quality_points(robustness: pd.DataFrame, run: Run) -> pd.DataFrame:
+    """NQM and Dice of a run's robustness cases, clean and perturbed, as its failure detection saw them."""
+    return quality_population(rows_of(robustness, run))[["dataset", "model", "source", "dice", "nqm"]]
 
 
 def _display_slice(image: np.ndarray) -> np.ndarray:
@@ -305,9 +297,7 @@ def gallery_figures(
     return items
 
 
-def quality_figures(
-    per_case: pd.DataFrame, robustness: pd.DataFrame, quality: dict[Run, dict]
-) -> list[FigureItem]:
+def quality_figures(robustness: pd.DataFrame, quality: dict[Run, dict]) -> list[FigureItem]:
     """NQM against Dice for every NCA run with a failure-detection summary."""
     items = []
     for run, summary in sorted(
@@ -315,10 +305,11 @@ def quality_figures(
     ):
         if not is_nca(run.model):
             continue
-        points = _quality_points(per_case, robustness, run)
+        points = _quality_points(robustness, run)
         figure = figures.nqm_vs_dice(points, summary.get("nqm_threshold"), summary["failure_dice"])
         caption = (
-            f"{len(points)} cases (clean test cases and perturbed robustness cases), seed {run.seed}; "
+            f"{len(points)} cases: each robustness test case once clean and at every perturbed level, seed "
+            f"{run.seed}; "
             f"Spearman correlation {number(summary.get('spearman_nqm_dice') or float('nan'), 2)}."
         )
         items.append(_item(f"{run.dataset}: {display_name(run.model)} NQM against Dice", caption, figure))
@@ -425,7 +416,7 @@ def build_report(
                 for dataset in sorted(robustness["dataset"].unique())
             ],
             "galleries": gallery_figures(layout, runs, datasets, studies),
-            "quality": quality_figures(per_case, robustness, quality),
+            "quality": quality_figures(robustness, quality),
             "overlays": [
                 item
                 for dataset in datasets

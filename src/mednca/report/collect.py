@@ -84,6 +84,13 @@ def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 RUN_COLUMNS = ["dataset", "model", "seed"]
 
 
+def rows_of(table: pd.DataFrame, run: Run) -> pd.DataFrame:
+    """The rows of a table (with the run columns) that belong to one run."""
+    return table[
+        (table["dataset"] == run.dataset) & (table["model"] == run.model) & (table["seed"] == run.seed)
+    ]
+
+
 def load_per_case(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
     """Per-case test metrics of every run: run columns, case_id, dice, hd95, nqm, inference_seconds, ..."""
     tables = []
