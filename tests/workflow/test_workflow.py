@@ -31,7 +31,7 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the workflow, scripts and configs, so runs leave the checkout untouched."""
-    for name in ("workflow", "scripts", "config", "envs"):
+    for name in ("workflow", "scripts", "config", "envs", "profiles"):
         shutil.copytree(ROOT / name, tmp_path / name)
     return tmp_path
 

@@ -18,7 +18,6 @@ rule evaluate_model:
         device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
-    threads: workflow.cores
     conda:
         "../../envs/train.yaml"
     script:

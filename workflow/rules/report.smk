@@ -14,7 +14,6 @@ rule nca_trajectory:
         model=r"(med_nca|nca)(_from_[A-Za-z0-9_]+)?",
     params:
         device=config["device"],
-    threads: workflow.cores
     conda:
         "../../envs/train.yaml"
     script:

@@ -22,7 +22,6 @@ rule robustness_studies:
         device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
-    threads: workflow.cores
     conda:
         "../../envs/train.yaml"
     script:

@@ -18,9 +18,6 @@ rule train_model:
         preprocessing=preprocessing,
         device=config["device"],
         max_cases=None,
-    threads: workflow.cores
-    resources:
-        runtime=24 * 60,
     conda:
         "../../envs/train.yaml"
     script:
@@ -53,7 +50,6 @@ rule finetune_model:
         preprocessing=preprocessing,
         device=config["device"],
         max_cases=lambda wildcards: transfer_settings(wildcards)["cases"],
-    threads: workflow.cores
     conda:
         "../../envs/train.yaml"
     script:
