@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo paper test lint clean-demo
+.PHONY: install demo repro paper test lint clean-demo
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# The demo runs through DVC (params.yaml names config/demo.yaml), so a following `dvc repro` has nothing to do.
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+repro: demo
 
 paper: install
 	$(BIN)/snakemake --cores $(CORES)

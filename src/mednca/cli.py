@@ -90,6 +90,21 @@ def load_config(files: list[str], schema: Path) -> dict:
     return validate_config(config, schema)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Write the effective config: config/config.yaml, the given files merged over it, defaults filled."""
+    import yaml
+
+    from mednca.io import atomic_path
+
+    text = yaml.safe_dump(load_config(args.config, Path(args.schema)), sort_keys=True)
+    if args.output is None:
+        print(text, end="")
+        return 0
+    with atomic_path(Path(args.output)) as temporary:
+        temporary.write_text(text)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
     from mednca.config import preprocessing_of
@@ -193,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--md5", help="expected md5 of the archive")
     fetch.set_defaults(handler=cmd_fetch)
 
+    config_help = "config file merged over config/config.yaml, as snakemake --configfile (repeatable)"
+    config = commands.add_parser(
+        "config", help="print or write the effective configuration (defaults filled)"
+    )
+    config.add_argument("--config", action="append", default=[], help=config_help)
+    config.add_argument("--output", help="file to write (default: print)")
+    config.add_argument("--schema", default=str(DEFAULT_SCHEMA), help=argparse.SUPPRESS)
+    config.set_defaults(handler=cmd_config)
+
     data_help = "data-stage folder of a dataset, e.g. results/data/hippocampus (slices/, manifest.csv, ...)"
     train = commands.add_parser("train", help="train a model on a dataset's preprocessed train split")
     train.add_argument("data", help=data_help)
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         action="append",
         default=[],
-        help="config file merged over config/config.yaml, as snakemake --configfile (repeatable)",
+        help=config_help,
     )
     train.add_argument("--schema", default=str(DEFAULT_SCHEMA), help=argparse.SUPPRESS)
     train.add_argument("--dataset", help="dataset name in the config (default: the data folder's name)")

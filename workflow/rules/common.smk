@@ -92,6 +92,15 @@ def data_outputs():
     return expand([data_output("manifest.csv"), data_output("slices")], dataset=DATASETS)
 
 
+def model_outputs():
+    """The trained (or fine-tuned) model of every (dataset, model, seed)."""
+    return [
+        run_output("models", "model.pt").format(dataset=dataset, model=model, seed=seed)
+        for dataset, model in runs()
+        for seed in config["seeds"]
+    ]
+
+
 def evaluation_outputs():
     """Per-case metrics and summary of every (dataset, model, seed)."""
     return [
@@ -142,6 +151,11 @@ def result_outputs():
     return data_outputs() + evaluation_outputs() + robustness_outputs() + trajectory_outputs()
 
 
+def summary_outputs():
+    """The run-level metrics and curves that DVC compares between runs."""
+    return [f"{RESULTS}/summary/{name}" for name in ("metrics.json", "training.csv", "robustness.csv")]
+
+
 def all_outputs():
     """Every final output of the configured run, ending with the report."""
-    return result_outputs() + [report_output()]
+    return result_outputs() + summary_outputs() + [report_output()]

@@ -22,3 +22,25 @@ rule evaluate_model:
         "../../envs/train.yaml"
     script:
         "../../scripts/evaluate_model.py"
+
+
+rule nca_trajectory:
+    input:
+        model=run_output("models", "model.pt"),
+        manifest=rules.split_dataset.output[0],
+        cases=rules.validate_dataset.output[0],
+        source=rules.fetch_dataset.output[0],
+    output:
+        run_output("metrics", "nca_trajectory.npz"),
+    log:
+        run_log("trajectory"),
+    benchmark:
+        run_benchmark("trajectory")
+    wildcard_constraints:
+        model=r"(med_nca|nca)(_from_[A-Za-z0-9_]+)?",
+    params:
+        device=config["device"],
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/nca_trajectory.py"

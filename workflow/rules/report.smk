@@ -1,25 +1,3 @@
-rule nca_trajectory:
-    input:
-        model=run_output("models", "model.pt"),
-        manifest=rules.split_dataset.output[0],
-        cases=rules.validate_dataset.output[0],
-        source=rules.fetch_dataset.output[0],
-    output:
-        run_output("metrics", "nca_trajectory.npz"),
-    log:
-        run_log("trajectory"),
-    benchmark:
-        run_benchmark("trajectory")
-    wildcard_constraints:
-        model=r"(med_nca|nca)(_from_[A-Za-z0-9_]+)?",
-    params:
-        device=config["device"],
-    conda:
-        "../../envs/train.yaml"
-    script:
-        "../../scripts/nca_trajectory.py"
-
-
 rule build_report:
     input:
         result_outputs(),
@@ -46,3 +24,23 @@ rule build_report:
         "../../envs/report.yaml"
     script:
         "../../scripts/build_report.py"
+
+
+rule summarise_run:
+    input:
+        evaluation_outputs(),
+        robustness_outputs(),
+    output:
+        metrics=f"{RESULTS}/summary/metrics.json",
+        training=f"{RESULTS}/summary/training.csv",
+        robustness=f"{RESULTS}/summary/robustness.csv",
+    log:
+        f"{RESULTS}/logs/summary.log",
+    params:
+        results_dir=lambda wildcards, output: Path(output.metrics).parent.parent,
+        runs=report_runs(),
+        studies=config["robustness"]["studies"],
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/summarise_run.py"

@@ -1,0 +1,76 @@
+"""Run-level summary files for comparing runs with DVC (``dvc metrics diff``, ``dvc plots diff``).
+
+``metrics.json`` nests the headline numbers of every run as {dataset: {model: {seedN: {...}}}};
+``training.csv`` and ``robustness.csv`` are long tables with a ``series`` column naming each curve, drawn
+by the ``series`` plot template in ``.dvc/plots``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from mednca.io import write_csv, write_json
+from mednca.report.collect import Missing, ResultsLayout, Run, load_robustness, load_summaries, load_training
+
+METRIC_KEYS = (
+    "dice_mean",
+    "dice_std",
+    "hd95_mean",
+    "nqm_mean",
+    "parameters",
+    "train_seconds",
+    "inference_seconds_mean",
+)
+
+
+def run_metrics(summaries: pd.DataFrame) -> dict:
+    """{dataset: {model: {"seed<N>": {key: value}}}} of the ``METRIC_KEYS`` present (NaN left out)."""
+    nested: dict = {}
+    for row in summaries.to_dict("records"):
+        values = {
+            key: float(row[key])
+            for key in METRIC_KEYS
+            if key in row and row[key] is not None and not math.isnan(float(row[key]))
+        }
+        nested.setdefault(row["dataset"], {}).setdefault(row["model"], {})[f"seed{row['seed']}"] = values
+    return nested
+
+
+def training_series(training: pd.DataFrame) -> pd.DataFrame:
+    """Columns series ('dataset/model/seedN'), epoch, loss."""
+    series = training["dataset"] + "/" + training["model"] + "/seed" + training["seed"].astype(str)
+    return pd.DataFrame({"series": series, "epoch": training["epoch"], "loss": training["loss"]})
+
+
+def robustness_series(robustness: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice over cases per severity: series ('dataset/study/model/seedN'), severity, value, dice."""
+    columns = ["series", "severity", "value", "dice"]
+    if robustness.empty:
+        return pd.DataFrame(columns=columns)
+    means = (
+        robustness.groupby(["dataset", "study", "model", "seed", "severity"], sort=True)
+        .agg(value=("value", "first"), dice=("dice", "mean"))
+        .reset_index()
+    )
+    means["series"] = (
+        means["dataset"] + "/" + means["study"] + "/" + means["model"] + "/seed" + means["seed"].astype(str)
+    )
+    return means[columns]
+
+
+def summary_stage(
+    results_dir: Path,
+    runs: list[Run],
+    studies: list[str],
+    metrics_json: Path,
+    training_csv: Path,
+    robustness_csv: Path,
+) -> None:
+    """Write the three summary files from the results of ``runs`` (missing result files are skipped)."""
+    layout, missing = ResultsLayout(Path(results_dir)), Missing()
+    write_json(metrics_json, run_metrics(load_summaries(layout, runs, missing)))
+    write_csv(training_csv, training_series(load_training(layout, runs, missing)))
+    write_csv(robustness_csv, robustness_series(load_robustness(layout, runs, studies, missing)))
