@@ -56,3 +56,21 @@ def test_train_and_evaluate_commands(prepared_phantom: Path, tmp_path: Path, cap
     assert len(list((tmp_path / "eval" / "predictions").iterdir())) == 2
     assert main([*arguments, "--dataset", "nowhere"]) == 2
     assert "no dataset_settings for 'nowhere'" in capsys.readouterr().err
+
+
+def test_config_command_writes_the_effective_config(tmp_path: Path) -> None:
+    import yaml
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("models: [unet]\nmodel_settings:\n  unet:\n    training: {lr: 0.5}\n")
+    out = tmp_path / "effective.yaml"
+    assert main(["config", "--config", str(overlay), "--output", str(out)]) == 0
+    config = yaml.safe_load(out.read_text())
+    assert config["models"] == ["unet"]
+    assert config["model_settings"]["unet"]["training"]["lr"] == 0.5
+    assert config["model_settings"]["unet"]["training"]["epochs"] == 1000  # from config/config.yaml
+    assert config["evaluation"]["nca_runs"] == 10  # a schema default
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [x]\n")
+    assert main(["config", "--config", str(bad), "--output", str(tmp_path / "no.yaml")]) == 2
+    assert not (tmp_path / "no.yaml").exists()

@@ -344,3 +344,21 @@ def test_missing_records_paths_relative_to_results(tmp_path: Path) -> None:
     missing.add(tmp_path / "metrics" / "x.csv", tmp_path)
     missing.add(Path("/elsewhere/y.csv"), tmp_path)
     assert missing.paths == ["metrics/x.csv", "/elsewhere/y.csv"]
+
+
+def test_summary_files_for_dvc(results: Path, tmp_path: Path) -> None:
+    from mednca.report.summary import summary_stage
+
+    out = tmp_path / "summary"
+    summary_stage(results, RUNS, STUDIES, out / "metrics.json", out / "training.csv", out / "robustness.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_case = pd.read_csv(results / "metrics" / "phantom" / "unet" / "seed1" / "per_case.csv")
+    assert metrics["phantom"]["unet"]["seed1"]["dice_mean"] == pytest.approx(per_case["dice"].mean())
+    assert metrics["phantom"]["med_nca"]["seed0"]["parameters"] == 25920
+    training = pd.read_csv(out / "training.csv")
+    assert set(training["series"]) == {"phantom/med_nca/seed0", "phantom/unet/seed0", "phantom/unet/seed1"}
+    robustness = pd.read_csv(out / "robustness.csv")
+    assert len(robustness) == len(RUNS) * len(STUDIES) * 3
+    shift = robustness[robustness["series"] == "phantom/shift/unet/seed0"].set_index("severity")
+    table = pd.read_csv(results / "robustness" / "phantom" / "unet" / "seed0" / "shift.csv")
+    assert shift.loc[2, "dice"] == pytest.approx(table.loc[table["severity"] == 2, "dice"].mean())
