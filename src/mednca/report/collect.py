@@ -91,14 +91,22 @@ def rows_of(table: pd.DataFrame, run: Run) -> pd.DataFrame:
     ]
 
 
-def load_per_case(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
-    """Per-case test metrics of every run: run columns, case_id, dice, hd95, nqm, inference_seconds, ..."""
+def _load_run_tables(
+    layout: ResultsLayout, runs: list[Run], kind: str, name: str, columns: list[str], missing: Missing
+) -> pd.DataFrame:
+    """``{kind}/{dataset}/{model}/seed{seed}/{name}`` of every run, tagged with the run columns."""
     tables = []
     for run in runs:
-        table = _read_csv(layout.run_dir("metrics", run) / "per_case.csv", missing, layout)
+        table = _read_csv(layout.run_dir(kind, run) / name, missing, layout)
         if table is not None:
             tables.append(_tag(table, run))
-    return _concat(tables, [*RUN_COLUMNS, "case_id", "dice", "hd95", "nqm", "inference_seconds"])
+    return _concat(tables, [*RUN_COLUMNS, *columns])
+
+
+def load_per_case(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+    """Per-case test metrics of every run: run columns, case_id, dice, hd95, nqm, inference_seconds, ..."""
+    columns = ["case_id", "dice", "hd95", "nqm", "inference_seconds"]
+    return _load_run_tables(layout, runs, "metrics", "per_case.csv", columns, missing)
 
 
 def load_summaries(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
@@ -113,25 +121,20 @@ def load_summaries(layout: ResultsLayout, runs: list[Run], missing: Missing) -> 
 
 def load_training(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
     """Training log of every run: run columns, epoch, loss, lr, seconds."""
-    tables = []
-    for run in runs:
-        table = _read_csv(layout.run_dir("models", run) / "train_log.csv", missing, layout)
-        if table is not None:
-            tables.append(_tag(table, run))
-    return _concat(tables, [*RUN_COLUMNS, "epoch", "loss", "lr", "seconds"])
+    columns = ["epoch", "loss", "lr", "seconds"]
+    return _load_run_tables(layout, runs, "models", "train_log.csv", columns, missing)
 
 
 def load_robustness(
     layout: ResultsLayout, runs: list[Run], studies: list[str], missing: Missing
 ) -> pd.DataFrame:
     """Every robustness row: run columns, case_id, study, severity, value, dice, hd95, nqm, parameters."""
-    tables = []
-    for run in runs:
-        for study in studies:
-            table = _read_csv(layout.run_dir("robustness", run) / f"{study}.csv", missing, layout)
-            if table is not None:
-                tables.append(_tag(table, run))
-    return _concat(tables, [*RUN_COLUMNS, "case_id", "study", "severity", "value", "dice", "hd95", "nqm"])
+    columns = ["case_id", "study", "severity", "value", "dice", "hd95", "nqm"]
+    tables = [
+        _load_run_tables(layout, runs, "robustness", f"{study}.csv", columns, missing) for study in studies
+    ]
+    tables = [table for table in tables if not table.empty]
+    return _concat(tables, [*RUN_COLUMNS, *columns])
 
 
 def load_quality(layout: ResultsLayout, runs: list[Run], missing: Missing) -> dict[Run, dict]:
