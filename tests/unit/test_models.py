@@ -20,6 +20,7 @@ from mednca.models import (
     is_stochastic,
     probability_trajectory,
 )
+from mednca.models.reference import with_reference_rules
 
 SMALL_NCA = {"channels": 8, "hidden_size": 16, "steps": 2}
 SMALL_UNET = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
@@ -144,34 +145,18 @@ def test_nca_rule_keeps_input_channels(input_channels: int) -> None:
     assert not torch.equal(final[:, input_channels:], state[:, input_channels:])
 
 
-def reference_step(
-    rule: NCARule, state: torch.Tensor, fire_rate: float, generator: torch.Generator
-) -> torch.Tensor:
-    """The original Med-NCA step: per-cell Linear layers on channels-last tensors, every cell, then masked."""
-    p0 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p0.weight, rule.p0.bias)
-    p1 = F.conv2d(F.pad(state, (1, 1, 1, 1), mode="reflect"), rule.p1.weight, rule.p1.bias)
-    perception = torch.cat([state, p0, p1], dim=1).transpose(1, 3)
-    hidden = F.relu(F.linear(perception, rule.fc0.weight[:, :, 0, 0], rule.fc0.bias))
-    dx = F.linear(hidden, rule.fc1.weight[:, :, 0, 0]).transpose(1, 3)
-    batch, _, height, width = state.shape
-    fire = torch.rand((batch, 1, height, width), generator=generator) < fire_rate
-    updated = state + dx * fire
-    return torch.cat([state[:, : rule.input_channels], updated[:, rule.input_channels :]], dim=1)
-
-
 @pytest.mark.parametrize(("channels", "fire_rate", "size"), [(8, 0.5, 12), (16, 0.3, 70), (6, 1.0, 9)])
 def test_fast_step_matches_the_reference_rule(channels: int, fire_rate: float, size: int) -> None:
     """Same weights and random stream: the firing-cells-only, chunked step equals the plain rule."""
     rule = NCARule(channels=channels, hidden_size=32, input_channels=2)
     randomise_fc1(rule)
     state = torch.rand((3, channels, size, size), generator=seeded(0), requires_grad=True)
-    fast, reference = (
-        rule.step(state, fire_rate, seeded(4)),
-        reference_step(rule, state, fire_rate, seeded(4)),
-    )
+    reference_rule = with_reference_rules(rule)
+    fast = rule.step(state, fire_rate, seeded(4))
+    reference = reference_rule.step(state, fire_rate, seeded(4))
     torch.testing.assert_close(fast, reference)
     fast_grads = torch.autograd.grad(fast.square().sum(), [state, *rule.parameters()])
-    reference_grads = torch.autograd.grad(reference.square().sum(), [state, *rule.parameters()])
+    reference_grads = torch.autograd.grad(reference.square().sum(), [state, *reference_rule.parameters()])
     for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
         torch.testing.assert_close(fast_grad, reference_grad)
 
@@ -329,3 +314,11 @@ def test_trajectory_ends_at_the_model_output(model_class: type[nn.Module]) -> No
     with torch.no_grad():
         expected = torch.sigmoid(model(image, seeded(3)))[0, 0].numpy()
     np.testing.assert_allclose(trajectory.probabilities[-1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_med_nca_matches_the_reference_model() -> None:
+    model = MedNCA(channels=8, hidden_size=16, steps=5)
+    randomise_fc1(model)
+    images = torch.rand((2, 1, 32, 32), generator=seeded(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, seeded(7)), with_reference_rules(model)(images, seeded(7)))
