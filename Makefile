@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo repro paper test lint clean-demo
+.PHONY: install demo repro paper test lint bench clean-demo
 
 install: $(VENV)/.installed
 
@@ -32,3 +32,6 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
+
+bench: install
+	$(BIN)/python benchmarks/speed.py

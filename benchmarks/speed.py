@@ -1,0 +1,212 @@
+"""Speed and memory of the models at the hippocampus configuration, on the current device.
+
+Times one training iteration (forward, backward, optimiser step; batch 48 of 64x64 slices) and one volume's
+inference (40 slices of 64x64) for Med-NCA at 16 and 32 channels, the same Med-NCA with the original
+(reference) cell rule, the CPU UNet and SegNet. Each case runs in its own process so that its peak memory
+(resident set size on a CPU, allocated memory on CUDA) is its own. Timings are medians over repeats after
+warm-up. NCA figures are also given as cell updates per second and achieved GFLOP/s, next to the GFLOP/s of
+a large fp32 matrix multiplication measured in the same run (the practical ceiling).
+
+    python benchmarks/speed.py                      # every case, table on stdout, JSON in results/
+    python benchmarks/speed.py --cases nca16_train  # some cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mednca.device import peak_memory_mb, resolve_device
+from mednca.models import build_model, count_parameters
+from mednca.models.reference import with_reference_rules
+
+BATCH, SIZE, VOLUME_SLICES, STEPS, HIDDEN = 48, 64, 40, 64, 128
+UNET = {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2), "num_res_units": 2}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark: a model, what is timed, and whether the NCA uses the original rule."""
+
+    model: str
+    arguments: dict
+    task: str
+    reference: bool = False
+    checkpointing: bool = False
+
+
+CASES = {
+    "nca16_train": Case("med_nca", {"channels": 16}, "train"),
+    "nca16_train_original": Case("med_nca", {"channels": 16}, "train", reference=True),
+    "nca16_infer": Case("med_nca", {"channels": 16}, "infer"),
+    "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", reference=True),
+    "nca32_train": Case("med_nca", {"channels": 32}, "train"),
+    "nca32_train_original": Case("med_nca", {"channels": 32}, "train", reference=True),
+    "nca32_infer": Case("med_nca", {"channels": 32}, "infer"),
+    "nca32_infer_original": Case("med_nca", {"channels": 32}, "infer", reference=True),
+    "unet_train": Case("unet", UNET, "train"),
+    "unet_infer": Case("unet", UNET, "infer"),
+    "segnet_train": Case("segnet", {"base_channels": 64}, "train"),
+    "segnet_infer": Case("segnet", {"base_channels": 64}, "infer"),
+}
+
+
+def nca_flop_per_cell_step(
+    channels: int, hidden: int = HIDDEN, fire_rate: float = 0.5, sparse: bool = True
+) -> float:
+    """FLOP of one cell update: two 3x3 perception convolutions, fc0 and fc1 (firing cells only if sparse)."""
+    perception = 2 * 2 * 9 * channels * channels
+    network = 2 * (3 * channels * hidden + hidden * channels)
+    return perception + network * (fire_rate if sparse else 1.0)
+
+
+def nca_cell_steps(task: str, downscale: int = 4) -> int:
+    """Cell updates of one training iteration (level 1 whole, level 2 one patch) or one volume's inference."""
+    small = (SIZE // downscale) ** 2
+    if task == "train":
+        return BATCH * (small + small) * STEPS
+    return VOLUME_SLICES * (small + SIZE * SIZE) * STEPS
+
+
+def median_seconds(work: Callable[[], object], repeats: int, warmup: int) -> float:
+    """Median wall time of ``work`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of a size x size matrix multiplication."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.rand((size, size), generator=generator, device=device)
+    b = torch.rand((size, size), generator=generator, device=device)
+    seconds = median_seconds(lambda: torch.mm(a, b), repeats, warmup=2)
+    return 2 * size**3 / seconds / 1e9
+
+
+def run_case(name: str, device: torch.device, repeats: int) -> dict:
+    """Time one case in this process and return its measurements."""
+    case = CASES[name]
+    in_channels = 3 if case.model == "segnet" else 1
+    model = build_model(case.model, in_channels=in_channels, **case.arguments).to(device)
+    if case.reference:
+        model = with_reference_rules(model)
+    generator = torch.Generator(device=device).manual_seed(0)
+    if case.task == "train":
+        images = torch.rand((BATCH, in_channels, SIZE, SIZE), generator=generator, device=device)
+        labels = (images[:, :1] > 0.5).float()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def work() -> None:
+            logits, targets = model.training_forward(images, labels, generator)
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+        model.train()
+        warmup = 1
+    else:
+        volume = torch.rand((VOLUME_SLICES, in_channels, SIZE, SIZE), generator=generator, device=device)
+
+        @torch.no_grad()
+        def work() -> None:
+            model(volume, generator)
+
+        model.eval()
+        warmup = 1
+    seconds = median_seconds(work, repeats, warmup)
+    result = {
+        "case": name,
+        **asdict(case),
+        "parameters": count_parameters(model),
+        "seconds": seconds,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+    if case.model == "med_nca":
+        cell_steps = nca_cell_steps(case.task)
+        backward = 3 if case.task == "train" else 1
+        flop = (
+            cell_steps
+            * nca_flop_per_cell_step(case.arguments["channels"], sparse=not case.reference)
+            * backward
+        )
+        result |= {
+            "cell_updates_per_second": cell_steps / seconds,
+            "gflop": flop / 1e9,
+            "gflops": flop / seconds / 1e9,
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default="results/benchmarks/speed.json")
+    parser.add_argument("--single", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.single:
+        print(json.dumps(run_case(args.single, device, args.repeats)))
+        return
+    rows = []
+    for name in args.cases:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        command = [
+            sys.executable,
+            __file__,
+            "--single",
+            name,
+            "--device",
+            args.device,
+            "--repeats",
+            str(args.repeats),
+        ]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+    ceiling = matmul_gflops(device)
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "matmul_gflops": ceiling,
+        "cases": rows,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"device {device}, {torch.get_num_threads()} threads, fp32 matmul ceiling {ceiling:.0f} GFLOP/s")
+    print(f"{'case':24} {'params':>10} {'seconds':>9} {'peak MB':>8} {'Mcell/s':>8} {'GFLOP/s':>8} {'%':>7}")
+    for row in rows:
+        cells = row.get("cell_updates_per_second")
+        gflops = row.get("gflops")
+        print(
+            f"{row['case']:24} {row['parameters']:>10,} {row['seconds']:>9.3f} {row['peak_memory_mb']:>8.0f} "
+            + (f"{cells / 1e6:>8.1f} {gflops:>8.1f} {100 * gflops / ceiling:>6.0f}%" if cells else "")
+        )
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
