@@ -322,3 +322,24 @@ def test_fast_med_nca_matches_the_reference_model() -> None:
     images = torch.rand((2, 1, 32, 32), generator=seeded(0))
     with torch.no_grad():
         torch.testing.assert_close(model(images, seeded(7)), with_reference_rules(model)(images, seeded(7)))
+
+
+@pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
+def test_gradient_checkpointing_gives_the_same_output_and_gradients(model_class: type[nn.Module]) -> None:
+    images = torch.rand((2, 1, 16, 16), generator=seeded(0))
+    labels = (images > 0.5).float()
+    results = []
+    for checkpoint_steps in (0, 3):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = model_class(channels=8, hidden_size=16, steps=7, checkpoint_steps=checkpoint_steps)
+        randomise_fc1(model)
+        generator = seeded(5)
+        logits, targets = model.training_forward(images, labels, generator)
+        F.binary_cross_entropy_with_logits(logits, targets).backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()], generator.get_state()))
+    (plain, plain_grads, plain_state), (saved, saved_grads, saved_state) = results
+    torch.testing.assert_close(saved, plain)
+    for with_checkpoints, without in zip(saved_grads, plain_grads, strict=True):
+        torch.testing.assert_close(with_checkpoints, without)
+    assert torch.equal(saved_state, plain_state)

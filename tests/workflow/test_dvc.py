@@ -1,4 +1,8 @@
-"""DVC around Snakemake: one run, a no-op second run, a parameter change re-runs only its model, push/pull."""
+"""The demo as `make demo` runs it: `dvc repro` over the Snakemake stage targets, in a git + DVC copy.
+
+One run of the demo serves every test here: the outputs of each stage, a second `dvc repro` that does
+nothing, a learning-rate change that re-trains only that model, and `dvc push` / `dvc pull` into a clone.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from test_workflow import ROOT
 
 pytestmark = pytest.mark.workflow
-TINY = {
-    "datasets": ["phantom"],
-    "models": ["med_nca", "unet"],
-    "dataset_settings": {
-        "phantom": {
-            "layout": "msd",
-            "folder": "Phantom_tiny",
-            "synthetic": {"cases": 6, "seed": 0, "shape": [16, 16, 12], "shape_jitter": 2, "modalities": 1},
-            "foreground_labels": [1, 2],
-            "slice_axis": 2,
-            "image_size": [16, 16],
-            "test_fraction": 0.34,
-        }
-    },
-    "model_settings": {
-        "med_nca": {
-            "architecture": {"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 4},
-            "training": {"epochs": 1, "batch_size": 16},
-        },
-        "unet": {
-            "architecture": {"channels": [4, 8], "strides": [2], "num_res_units": 1},
-            "training": {"epochs": 1, "batch_size": 16, "lr": 1.0e-3},
-        },
-    },
-    "transfer": [],
-    "evaluation": {"nca_runs": 2},
-    "robustness": {"studies": ["shift"], "levels": {"shift": [0, 0.2]}, "max_cases": 1},
-}
+STUDIES = ["shift", "scale_resize", "scale_fixed", "noise", "spike", "ghosting", "bias_field", "motion"]
+STUDIES += ["anisotropy", "gibbs"]
+DATASETS = ("phantom", "phantom_multimodal")
 
 
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run a command with the test interpreter's bin folder first on PATH; stdout and stderr combined."""
+def run(command: list[str], cwd: Path) -> str:
+    """Run a command with the test interpreter's bin folder first on PATH; its combined output."""
     env = os.environ | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "GIT_AUTHOR_NAME": "test",
@@ -54,68 +34,104 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
         "GIT_COMMITTER_EMAIL": "test@example.org",
     }
     result = subprocess.run(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
     )
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}"
-    return result
+    return result.stdout
 
 
 def dvc(*args: str, cwd: Path) -> str:
-    return run([str(Path(sys.executable).parent / "dvc"), *args], cwd).stdout
+    return run([str(Path(sys.executable).parent / "dvc"), *args], cwd)
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def repository(tmp_path: Path) -> Path:
-    """A git + DVC copy of the project running the tiny config, with a local DVC remote in tmp_path."""
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git + DVC copy of the project after `dvc repro` of the demo, with a local remote beside it."""
+    root = tmp_path_factory.mktemp("dvc")
+    repo = root / "repo"
     for name in ("workflow", "scripts", "config", "envs", "profiles", "src", ".dvc"):
         shutil.copytree(
             ROOT / name, repo / name, ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__")
         )
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
-    (repo / "config" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    (repo / "params.yaml").write_text("configfile: config/tiny.yaml\n")
     run(["git", "init", "-q"], repo)
-    dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "storage"), cwd=repo)
+    dvc("remote", "modify", "--local", "local", "url", str(root / "storage"), cwd=repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "project"], repo)
+    assert "Running stage 'report'" in dvc("repro", cwd=repo)
     return repo
 
 
-def test_dvc_reruns_only_what_a_change_affects_and_round_trips(repository: Path, tmp_path: Path) -> None:
-    first = dvc("repro", cwd=repository)
-    assert "Running stage 'report'" in first
-    assert (repository / "results" / "report.html").exists()
-    assert "Data and pipelines are up to date" in dvc("repro", cwd=repository)
+def test_demo_runs_every_stage_and_ends_with_the_report(demo: Path) -> None:
+    results = demo / "results"
+    for dataset in DATASETS:
+        manifest = pd.read_csv(results / "data" / dataset / "manifest.csv")
+        assert set(manifest["split"]) == {"train", "test"}
+        assert manifest["case_id"].is_unique
+        index = pd.read_csv(results / "data" / dataset / "slices" / "index.csv")
+        assert sorted(index["case_id"]) == sorted(manifest["case_id"])
+        held_out = sorted(manifest.loc[manifest.split == "test", "case_id"])
+        models = ["med_nca", "nca", "unet", "segnet"]
+        models += ["segnet_from_phantom_multimodal"] if dataset == "phantom" else []
+        for model in models:
+            run_dir = Path(dataset) / model / "seed0"
+            assert (results / "models" / run_dir / "model.pt").exists()
+            per_case = pd.read_csv(results / "metrics" / run_dir / "per_case.csv")
+            assert sorted(per_case["case_id"]) == held_out
+            assert per_case["dice"].between(0, 1).all()
+            predictions = sorted(p.name for p in (results / "predictions" / run_dir).glob("*.nii.gz"))
+            assert predictions == [f"{case}.nii.gz" for case in held_out]
+            for study in STUDIES:
+                table = pd.read_csv(results / "robustness" / run_dir / f"{study}.csv")
+                assert sorted(table["severity"].unique()) == [0, 1, 2]
+                clean = table[table.severity == 0].set_index("case_id")
+                assert (clean["dice"] == per_case.set_index("case_id").loc[clean.index, "dice"]).all()
+                assert (results / "robustness" / run_dir / "gallery" / f"{study}.npz").exists()
+            if model in ("med_nca", "nca"):
+                assert (results / "metrics" / run_dir / "nca_trajectory.npz").exists()
+            assert (results / "benchmarks" / "evaluate" / f"{run_dir}.tsv").exists()
+    assert "synthetic" in (demo / "data" / "raw" / "Phantom_demo" / "dataset.json").read_text().lower()
+    report = (results / "report.html").read_text()
+    assert "Missing results" not in report
+    assert report.count('id="main-results"') == 1 and report.count("data:image/png;base64,") > 20
 
-    models = repository / "results" / "models" / "phantom"
-    before = {model: digest(models / model / "seed0" / "model.pt") for model in ("med_nca", "unet")}
-    tiny = yaml.safe_load((repository / "config" / "tiny.yaml").read_text())
-    tiny["model_settings"]["unet"]["training"]["lr"] = 5.0e-3
-    (repository / "config" / "tiny.yaml").write_text(yaml.safe_dump(tiny))
-    assert "config" in dvc("status", cwd=repository)
-    again = dvc("repro", cwd=repository)
-    assert "Stage 'data' didn't change, skipping" in again
-    assert "Running stage 'train'" in again
-    assert digest(models / "unet" / "seed0" / "model.pt") != before["unet"]
-    assert digest(models / "med_nca" / "seed0" / "model.pt") == before["med_nca"]
-    assert "model_settings.unet.training.lr" in dvc("params", "diff", cwd=repository)
-    metrics = dvc("metrics", "show", cwd=repository)
-    assert "phantom.unet.seed0.dice_mean" in metrics
 
-    run(["git", "add", "-A"], repository)
-    run(["git", "commit", "-q", "-m", "run"], repository)
-    dvc("push", cwd=repository)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(repository), str(clone)], tmp_path)
-    dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "storage"), cwd=clone)
+def test_second_run_does_nothing(demo: Path) -> None:
+    assert "Data and pipelines are up to date" in dvc("repro", cwd=demo)
+    command = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml"]
+    assert "Nothing to be done" in run(command, demo)
+
+
+def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path) -> None:
+    models = demo / "results" / "models"
+    files = sorted(models.glob("*/*/seed0/model.pt"))
+    before = {path: digest(path) for path in files}
+    config_path = demo / "config" / "demo.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["model_settings"]["unet"]["training"]["lr"] = 3.0e-3
+    config_path.write_text(yaml.safe_dump(config))
+    assert "config" in dvc("status", cwd=demo)
+    again = dvc("repro", cwd=demo)
+    assert "Stage 'data' didn't change, skipping" in again and "Running stage 'train'" in again
+    changed = {path.parent.parent.name for path in files if digest(path) != before[path]}
+    assert changed == {"unet"}
+    assert "model_settings.unet.training.lr" in dvc("params", "diff", cwd=demo)
+    assert "phantom.unet.seed0.dice_mean" in dvc("metrics", "show", cwd=demo)
+
+    run(["git", "add", "-A"], demo)
+    run(["git", "commit", "-q", "-m", "run"], demo)
+    dvc("push", cwd=demo)
+    clone = demo.parent / "clone"
+    run(["git", "clone", "-q", str(demo), str(clone)], demo.parent)
+    dvc("remote", "modify", "--local", "local", "url", str(demo.parent / "storage"), cwd=clone)
     dvc("pull", cwd=clone)
-    for model in ("med_nca", "unet"):
-        path = Path("results") / "models" / "phantom" / model / "seed0" / "model.pt"
-        assert digest(clone / path) == digest(repository / path)
-    assert digest(clone / "results" / "report.html") == digest(repository / "results" / "report.html")
+    for path in [*files, demo / "results" / "report.html"]:
+        assert digest(clone / path.relative_to(demo)) == digest(path)
+    assert digest(clone / "data" / "raw" / "Phantom_demo" / "dataset.json") == digest(
+        demo / "data" / "raw" / "Phantom_demo" / "dataset.json"
+    )

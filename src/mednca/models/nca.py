@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def default_generator(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
@@ -119,19 +120,58 @@ class NCARule(nn.Module):
         updated = state + change.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
         return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
 
-    def run(self, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator) -> Tensor:
-        """(B, C, H, W) state -> (B, C, H, W) state after ``steps`` calls of ``step``."""
-        for _ in range(steps):
-            state = self.step(state, fire_rate, generator)
+    def run(
+        self,
+        state: Tensor,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        checkpoint_steps: int = 0,
+    ) -> Tensor:
+        """(B, C, H, W) state -> (B, C, H, W) state after ``steps`` calls of ``step``.
+
+        With ``checkpoint_steps`` > 0 and gradients enabled, only every ``checkpoint_steps``-th state is
+        kept for backpropagation; the steps in between are recomputed during the backward pass with the same
+        random draws, so gradients are unchanged and memory no longer grows with every step.
+        """
+        if checkpoint_steps <= 0 or not torch.is_grad_enabled():
+            for _ in range(steps):
+                state = self.step(state, fire_rate, generator)
+            return state
+        for start in range(0, steps, checkpoint_steps):
+            state = self._checkpointed_steps(
+                state, min(checkpoint_steps, steps - start), fire_rate, generator
+            )
+        return state
+
+    def _checkpointed_steps(
+        self, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator
+    ) -> Tensor:
+        """``steps`` steps under activation checkpointing, replaying the generator's draws when recomputed."""
+        start_state = generator.get_state()
+        end_state: list[Tensor] = []
+
+        def segment(x: Tensor) -> Tensor:
+            local = torch.Generator(device=generator.device)
+            local.set_state(start_state)
+            for _ in range(steps):
+                x = self.step(x, fire_rate, local)
+            end_state[:] = [local.get_state()]
+            return x
+
+        state = checkpoint(segment, state, use_reentrant=False, preserve_rng_state=False)
+        generator.set_state(end_state[0])
         return state
 
 
-def _check_rule_settings(steps: int, fire_rate: float) -> None:
-    """Raise ValueError for a negative step count or a fire rate outside (0, 1]."""
+def _check_rule_settings(steps: int, fire_rate: float, checkpoint_steps: int = 0) -> None:
+    """Raise ValueError for a negative step count, a fire rate outside (0, 1] or negative checkpointing."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if not 0.0 < fire_rate <= 1.0:
         raise ValueError(f"fire_rate must be in (0, 1], got {fire_rate}")
+    if checkpoint_steps < 0:
+        raise ValueError(f"checkpoint_steps must be >= 0 (0 = off), got {checkpoint_steps}")
 
 
 class MedNCA(nn.Module):
@@ -144,6 +184,8 @@ class MedNCA(nn.Module):
 
     H and W must be divisible by ``downscale``. In training, level 2 runs on one random patch per image
     of ``patch_size`` (default: the level-1 size, H/downscale x W/downscale, as in the paper).
+    ``checkpoint_steps`` > 0 trades compute for memory in training (see ``NCARule.run``), which lets the
+    full-resolution level train on larger patches.
     25,920 parameters at channels=16, hidden_size=128, in_channels=1.
     """
 
@@ -156,9 +198,10 @@ class MedNCA(nn.Module):
         fire_rate: float = 0.5,
         downscale: int = 4,
         patch_size: int | None = None,
+        checkpoint_steps: int = 0,
     ) -> None:
         super().__init__()
-        _check_rule_settings(steps, fire_rate)
+        _check_rule_settings(steps, fire_rate, checkpoint_steps)
         if downscale < 1:
             raise ValueError(f"downscale must be >= 1, got {downscale}")
         if patch_size is not None and patch_size < 1:
@@ -170,6 +213,7 @@ class MedNCA(nn.Module):
         self.downscale = downscale
         self.size_multiple = downscale
         self.patch_size = patch_size
+        self.checkpoint_steps = checkpoint_steps
         self.level1 = NCARule(channels, hidden_size, in_channels)
         self.level2 = NCARule(channels, hidden_size, in_channels)
 
@@ -185,13 +229,15 @@ class MedNCA(nn.Module):
     def coarse_state(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(B, C_in, H, W) images -> (B, C, H, W) level-1 state, upscaled, with the full image channels."""
         small = F.avg_pool2d(images, self.downscale) if self.downscale > 1 else images
-        state = self.level1.run(initial_state(small, self.channels), self.steps, self.fire_rate, generator)
+        state = self.level1.run(
+            initial_state(small, self.channels), self.steps, self.fire_rate, generator, self.checkpoint_steps
+        )
         upscaled = F.interpolate(state, size=images.shape[-2:], mode="nearest")
         return torch.cat([images, upscaled[:, self.in_channels :]], dim=1)
 
     def _logits(self, state: Tensor, generator: torch.Generator) -> Tensor:
         """(B, C, h, w) level-2 input state -> (B, 1, h, w) logits after the level-2 steps."""
-        state = self.level2.run(state, self.steps, self.fire_rate, generator)
+        state = self.level2.run(state, self.steps, self.fire_rate, generator, self.checkpoint_steps)
         return state[:, self.in_channels : self.in_channels + 1]
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -254,13 +300,15 @@ class SingleLevelNCA(nn.Module):
         hidden_size: int = 128,
         steps: int = 64,
         fire_rate: float = 0.5,
+        checkpoint_steps: int = 0,
     ) -> None:
         super().__init__()
-        _check_rule_settings(steps, fire_rate)
+        _check_rule_settings(steps, fire_rate, checkpoint_steps)
         self.in_channels = in_channels
         self.channels = channels
         self.steps = steps
         self.fire_rate = fire_rate
+        self.checkpoint_steps = checkpoint_steps
         self.size_multiple = 1
         self.rule = NCARule(channels, hidden_size, in_channels)
 
@@ -268,7 +316,9 @@ class SingleLevelNCA(nn.Module):
         """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits."""
         _check_images(images, self.in_channels)
         generator = default_generator(images.device, generator)
-        state = self.rule.run(initial_state(images, self.channels), self.steps, self.fire_rate, generator)
+        state = self.rule.run(
+            initial_state(images, self.channels), self.steps, self.fire_rate, generator, self.checkpoint_steps
+        )
         return state[:, self.in_channels : self.in_channels + 1]
 
     def training_forward(
