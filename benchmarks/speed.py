@@ -43,12 +43,12 @@ class Case:
     arguments: dict
     task: str
     reference: bool = False
-    checkpointing: bool = False
 
 
 CASES = {
     "nca16_train": Case("med_nca", {"channels": 16}, "train"),
     "nca16_train_original": Case("med_nca", {"channels": 16}, "train", reference=True),
+    "nca16_train_checkpointed": Case("med_nca", {"channels": 16, "checkpoint_steps": 8}, "train"),
     "nca16_infer": Case("med_nca", {"channels": 16}, "infer"),
     "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", reference=True),
     "nca32_train": Case("med_nca", {"channels": 32}, "train"),
