@@ -104,6 +104,8 @@ MAIN_TABLE_COLUMNS = [
     Column("seeds", "Seeds", lambda r: count(r["seeds"])),
     Column("cases", "Test cases", lambda r: count(r["cases"])),
     Column("dice_mean", "Dice", lambda r: mean_std(r["dice_mean"], r["dice_std"])),
+    Column("paper_dice", "Paper Dice", lambda r: mean_std(r["paper_dice"], r["paper_dice_std"])),
+    Column("dice_vs_paper", "Ours − paper", lambda r: number(r["dice_vs_paper"])),
     Column("dice_seed_std", "Dice seed std", lambda r: number(r["dice_seed_std"])),
     Column("hd95_mean", "HD95 (mm)", lambda r: mean_std(r["hd95_mean"], r["hd95_std"], 2)),
     Column("parameters", "Parameters", lambda r: count(r["parameters"])),
@@ -112,8 +114,6 @@ MAIN_TABLE_COLUMNS = [
     Column("train_peak_mb", "Training peak MB", lambda r: count(r["train_peak_mb"])),
     Column("inference_peak_mb", "Inference peak MB", lambda r: count(r["inference_peak_mb"])),
     Column("nqm_mean", "Mean NQM", lambda r: number(r["nqm_mean"])),
-    Column("paper_dice", "Paper Dice", lambda r: mean_std(r["paper_dice"], r["paper_dice_std"])),
-    Column("dice_vs_paper", "Ours − paper", lambda r: number(r["dice_vs_paper"])),
 ]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
