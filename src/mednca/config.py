@@ -85,7 +85,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict, schema_path: Path) -> dict:
-    """Check ``config`` against the schema and return it with defaults filled in.
+    """Check ``config`` against the schema and return it with defaults filled in and keys sorted.
 
     Raises ConfigError naming the first offending key, e.g. ``config key 'seeds[1]': 'x' is not of type
     'integer'``, or a dataset listed in ``datasets`` without settings.
@@ -102,7 +102,17 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     missing = [name for name in filled["datasets"] if name not in filled["dataset_settings"]]
     if missing:
         raise ConfigError(f"config key 'datasets': no entry in 'dataset_settings' for {', '.join(missing)}")
-    return filled
+    return canonical(filled)
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively), so that rule parameters derived from the
+    config do not change when a YAML file lists the same keys in another order."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
 
 
 PREPROCESSING_KEYS = (

@@ -92,3 +92,11 @@ def test_setting_one_training_key_keeps_the_models_own_defaults() -> None:
     assert filled["segnet"]["training"]["optimizer"] == "sgd"
     assert filled["med_nca"]["architecture"]["channels"] == 16
     assert filled["med_nca"]["training"]["lr"] == 1.6e-3
+
+
+def test_validated_config_does_not_depend_on_key_order() -> None:
+    from mednca.config import canonical
+
+    assert list(canonical({"b": {"z": 1, "a": [{"y": 2, "x": 3}]}, "a": 0})) == ["a", "b"]
+    assert canonical({"b": {"z": 1, "a": [{"y": 2, "x": 3}]}}) == {"b": {"a": [{"x": 3, "y": 2}], "z": 1}}
+    assert list(canonical({"b": {"z": 1, "a": 2}})["b"]) == ["a", "z"]
