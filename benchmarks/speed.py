@@ -65,10 +65,11 @@ CASES = {
 def nca_flop_per_cell_step(
     channels: int, hidden: int = HIDDEN, fire_rate: float = 0.5, sparse: bool = True
 ) -> float:
-    """FLOP of one cell update: two 3x3 perception convolutions, fc0 and fc1 (firing cells only if sparse)."""
+    """FLOP of one cell update: two 3x3 perception convolutions, fc0 and fc1; with ``sparse`` (the fast
+    rule) only the firing cells are computed, the original rule computes every cell."""
     perception = 2 * 2 * 9 * channels * channels
     network = 2 * (3 * channels * hidden + hidden * channels)
-    return perception + network * (fire_rate if sparse else 1.0)
+    return (perception + network) * (fire_rate if sparse else 1.0)
 
 
 def nca_cell_steps(task: str, downscale: int = 4) -> int:

@@ -158,7 +158,8 @@ def test_fast_step_matches_the_reference_rule(channels: int, fire_rate: float, s
     fast_grads = torch.autograd.grad(fast.square().sum(), [state, *rule.parameters()])
     reference_grads = torch.autograd.grad(reference.square().sum(), [state, *reference_rule.parameters()])
     for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
-        torch.testing.assert_close(fast_grad, reference_grad)
+        # sums over thousands of cells in another order: float32 rounding, relative 1e-5
+        torch.testing.assert_close(fast_grad, reference_grad, rtol=2e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("fire_rate", [0.25, 0.75])
