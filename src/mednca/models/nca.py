@@ -244,14 +244,22 @@ class MedNCA(nn.Module):
                 f"MedNCA: image size {height}x{width} is not divisible by downscale={self.downscale}"
             )
 
+    def level1_input(self, images: Tensor) -> Tensor:
+        """(B, C_in, H, W) images -> (B, C, H/downscale, W/downscale) initial level-1 state."""
+        small = F.avg_pool2d(images, self.downscale) if self.downscale > 1 else images
+        return initial_state(small, self.channels)
+
+    def level2_input(self, images: Tensor, level1_state: Tensor) -> Tensor:
+        """Level-1 state upscaled (nearest) to the images' size, its image channels replaced by the images."""
+        upscaled = F.interpolate(level1_state, size=images.shape[-2:], mode="nearest")
+        return torch.cat([images, upscaled[:, self.in_channels :]], dim=1)
+
     def coarse_state(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(B, C_in, H, W) images -> (B, C, H, W) level-1 state, upscaled, with the full image channels."""
-        small = F.avg_pool2d(images, self.downscale) if self.downscale > 1 else images
         state = self.level1.run(
-            initial_state(small, self.channels), self.steps, self.fire_rate, generator, self.checkpoint_steps
+            self.level1_input(images), self.steps, self.fire_rate, generator, self.checkpoint_steps
         )
-        upscaled = F.interpolate(state, size=images.shape[-2:], mode="nearest")
-        return torch.cat([images, upscaled[:, self.in_channels :]], dim=1)
+        return self.level2_input(images, state)
 
     def _logits(self, state: Tensor, generator: torch.Generator) -> Tensor:
         """(B, C, h, w) level-2 input state -> (B, 1, h, w) logits after the level-2 steps."""
@@ -383,7 +391,6 @@ def probability_trajectory(
     Level-1 snapshots of Med-NCA are upscaled (nearest) to H x W.
     """
     logit = slice(model.in_channels, model.in_channels + 1)
-    records: list[tuple[int, int, Tensor]] = []
     if isinstance(model, SingleLevelNCA):
         _, recorded = _run_recording(
             model.rule,
@@ -396,22 +403,18 @@ def probability_trajectory(
         records = [(1, step, state[:, logit]) for step, state in recorded]
     else:
         model._check(images)
-        small = F.avg_pool2d(images, model.downscale) if model.downscale > 1 else images
         coarse, recorded = _run_recording(
-            model.level1,
-            initial_state(small, model.channels),
+            model.level1, model.level1_input(images), model.steps, model.fire_rate, generator, snapshots
+        )
+        records = [(1, step, model.level2_input(images, state)[:, logit]) for step, state in recorded]
+        _, recorded = _run_recording(
+            model.level2,
+            model.level2_input(images, coarse),
             model.steps,
             model.fire_rate,
             generator,
             snapshots,
         )
-        size = images.shape[-2:]
-        records = [
-            (1, step, F.interpolate(state[:, logit], size=size, mode="nearest")) for step, state in recorded
-        ]
-        upscaled = F.interpolate(coarse, size=size, mode="nearest")
-        state = torch.cat([images, upscaled[:, model.in_channels :]], dim=1)
-        _, recorded = _run_recording(model.level2, state, model.steps, model.fire_rate, generator, snapshots)
         records += [(2, step, state[:, logit]) for step, state in recorded]
     return Trajectory(
         levels=np.array([level for level, _, _ in records]),
