@@ -90,6 +90,12 @@ def binarise_label(label: np.ndarray, foreground_labels: tuple[int, ...]) -> np.
     return np.isin(label, foreground_labels).astype(np.uint8)
 
 
+def most_foreground_slice(label: np.ndarray, slice_axis: int) -> int:
+    """Index, along ``slice_axis``, of the slice of a 3D label with the most foreground voxels."""
+    other_axes = tuple(axis for axis in range(3) if axis != slice_axis)
+    return int(np.argmax(label.sum(axis=other_axes)))
+
+
 def _padding_for(inplane: tuple[int, int], size: tuple[int, int], mode: str) -> tuple[int, int, int, int]:
     """Padding (top, bottom, left, right) that gives an (h, w) slice the aspect ratio of ``size``."""
     if mode == "stretch":

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mednca.data.preprocess import volume_to_slices
+from mednca.data.preprocess import most_foreground_slice, volume_to_slices
 from mednca.errors import MednCAError
 from mednca.evaluate.evaluation import held_out_cases, load_segmenter, load_test_case
 from mednca.evaluate.inference import case_generator, prepare_slices
@@ -54,7 +54,7 @@ def trajectory_stage(
         tuple(preprocessing["image_size"]),
         preprocessing["resize_mode"],
     )
-    index = int(np.argmax(label_slices.sum(axis=(1, 2))))
+    index = most_foreground_slice(label_slices, 0)
     image = torch.from_numpy(np.ascontiguousarray(slices[index : index + 1])).to(segmenter.device)
     generator = case_generator(seed, case.case_id, segmenter.device)
     trajectory = probability_trajectory(segmenter.model, image, generator, snapshots)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from mednca.data.preprocess import most_foreground_slice
 from mednca.evaluate.evaluation import (
     Segmenter,
     held_out_cases,
@@ -43,12 +44,6 @@ def model_input_size(segmenter: Segmenter, perturbation: Perturbation) -> tuple[
         return None
     height, width = segmenter.preprocessing["image_size"]
     return scaled_size(height, width, perturbation.value, size_multiple(segmenter.model))
-
-
-def _gallery_slice(label: np.ndarray, slice_axis: int) -> int:
-    """Index of the slice with the most foreground along ``slice_axis`` of an (X, Y, Z) label."""
-    other_axes = tuple(axis for axis in range(3) if axis != slice_axis)
-    return int(np.argmax(label.sum(axis=other_axes)))
 
 
 def run_case(
@@ -83,7 +78,7 @@ def run_case(
                 **parameters,
             }
         )
-        index = _gallery_slice(label, axis)
+        index = most_foreground_slice(label, axis)
         gallery[f"image_{perturbation.severity}"] = np.take(image[0], index, axis=axis)
         gallery[f"label_{perturbation.severity}"] = np.take(label, index, axis=axis)
         gallery[f"prediction_{perturbation.severity}"] = np.take(result.label, index, axis=axis)

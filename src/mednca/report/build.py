@@ -18,7 +18,9 @@ import pandas as pd
 import yaml
 
 from mednca.config import is_nca
+from mednca.data.preprocess import most_foreground_slice
 from mednca.data.stages import dataset_folder
+from mednca.data.volumes import read_nifti, read_voxels
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
 from mednca.evaluate.quality import quality_population
 from mednca.io import atomic_path
@@ -29,6 +31,7 @@ from mednca.report.collect import (
     Run,
     dataset_overview,
     example_slice,
+    first_seeds,
     load_benchmarks,
     load_gallery,
     load_per_case,
@@ -45,6 +48,7 @@ from mednca.report.render import (
     FigureItem,
     count,
     html_table,
+    is_missing,
     mean_std,
     number,
     render_report,
@@ -139,7 +143,7 @@ def robustness_columns(wide: pd.DataFrame) -> list[Column]:
     def level(severity: int) -> Column:
         def show(row: pd.Series) -> str:
             value = row.get(f"value_{severity}")
-            if value is None or pd.isna(value):
+            if is_missing(value):
                 return "–"
             return f"{number(row[f'dice_{severity}'])} ({value:g})"
 
@@ -171,12 +175,6 @@ def _item(title: str, caption: str, figure, dpi: int = figures.DPI) -> FigureIte
 def _quality_points(robustness: pd.DataFrame, run: Run) -> pd.DataFrame:
     """NQM and Dice of a run's robustness cases, clean and perturbed, as its failure detection saw them."""
     return quality_population(rows_of(robustness, run))[["dataset", "model", "source", "dice", "nqm"]]
-
-
-def _display_slice(image: np.ndarray) -> np.ndarray:
-    """(H, W) raw intensities scaled to [0, 1] between their 0.5 and 99.5 percentiles, for display."""
-    low, high = np.percentile(image, [0.5, 99.5])
-    return np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image, dtype=float)
 
 
 def _chosen_cases(per_case: pd.DataFrame) -> list[tuple[str, str, float]]:
@@ -215,19 +213,19 @@ def overlay_figure(
     rows = []
     for kind, case_id, mean_dice in chosen:
         volume, truth = load_test_case(cases[case_id], tuple(settings["foreground_labels"]))
-        index = int(np.argmax(truth.sum(axis=tuple(a for a in range(3) if a != axis))))
+        index = most_foreground_slice(truth, axis)
         predictions, dice = {}, {}
         for model in models:
             path = layout.run_dir("predictions", Run(dataset, model, seed)) / f"{case_id}.nii.gz"
             if path.exists():
-                predictions[model] = np.take(np.asarray(_load_label(path)), index, axis=axis)
+                predictions[model] = np.take(read_voxels(read_nifti(path), path), index, axis=axis)
             scores = cases_of_seed[(cases_of_seed["model"] == model) & (cases_of_seed["case_id"] == case_id)]
             if not scores.empty:
                 dice[model] = float(scores["dice"].iloc[0])
         rows.append(
             figures.OverlayRow(
                 title=f"{kind}: {case_id} (mean Dice {mean_dice:.3f})",
-                image=_display_slice(np.take(volume.image[0], index, axis=axis)),
+                image=np.take(volume.image[0], index, axis=axis),
                 label=np.take(truth, index, axis=axis),
                 predictions=predictions,
                 dice=dice,
@@ -240,23 +238,13 @@ def overlay_figure(
     return _item(f"{dataset}: predictions", caption, figures.overlay_grid(rows, models))
 
 
-def _load_label(path: Path) -> np.ndarray:
-    """An (X, Y, Z) label map from a NIfTI prediction."""
-    import nibabel
-
-    return np.asanyarray(nibabel.load(path).dataobj)
-
-
 def trajectory_figures(layout: ResultsLayout, runs: list[Run]) -> list[FigureItem]:
     """The NCA's probability over its steps, for the first seed of every NCA run that recorded one."""
-    items, seen = [], set()
-    for run in runs:
-        if not is_nca(run.model) or (run.dataset, run.model) in seen:
-            continue
-        arrays = load_trajectory(layout, run)
+    items = []
+    for run in first_seeds(runs):
+        arrays = load_trajectory(layout, run) if is_nca(run.model) else None
         if arrays is None:
             continue
-        seen.add((run.dataset, run.model))
         figure = figures.nca_trajectory(
             arrays["steps"], arrays["levels"], arrays["probabilities"].astype(float), arrays["image"]
         )
@@ -274,14 +262,11 @@ def gallery_figures(
     """One gallery per dataset and study (first seed of each model): perturbed input, label, predictions."""
     items = []
     for dataset in datasets:
-        first_runs = {}
-        for run in runs:
-            if run.dataset == dataset and run.model not in first_runs:
-                first_runs[run.model] = run
+        dataset_runs = [run for run in first_seeds(runs) if run.dataset == dataset]
         for study in studies:
             galleries = {
-                display_name(model): gallery
-                for model, run in first_runs.items()
+                display_name(run.model): gallery
+                for run in dataset_runs
                 if (gallery := load_gallery(layout, run, study)) is not None
             }
             if not galleries:
@@ -300,9 +285,7 @@ def gallery_figures(
 def quality_figures(robustness: pd.DataFrame, quality: dict[Run, dict]) -> list[FigureItem]:
     """NQM against Dice for every NCA run with a failure-detection summary."""
     items = []
-    for run, summary in sorted(
-        quality.items(), key=lambda item: (item[0].dataset, item[0].model, item[0].seed)
-    ):
+    for run, summary in sorted(quality.items()):
         if not is_nca(run.model):
             continue
         points = _quality_points(robustness, run)

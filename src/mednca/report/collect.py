@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mednca.data.preprocess import most_foreground_slice
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, order=True)
 class Run:
     """One trained model: a dataset, a model name (``{model}_from_{source}`` when fine-tuned) and a seed."""
 
@@ -53,6 +55,9 @@ class ResultsLayout:
         return self.results_dir / "data" / dataset
 
 
+RUN_COLUMNS = ["dataset", "model", "seed"]
+
+
 def _read_csv(path: Path, missing: Missing, layout: ResultsLayout) -> pd.DataFrame | None:
     """A CSV as a table, or None (recorded as missing) when the file does not exist."""
     if not path.exists():
@@ -71,9 +76,7 @@ def _read_json(path: Path, missing: Missing, layout: ResultsLayout) -> dict | No
 
 def _tag(table: pd.DataFrame, run: Run) -> pd.DataFrame:
     """``table`` with the run's dataset, model and seed as its first columns."""
-    return table.assign(dataset=run.dataset, model=run.model, seed=run.seed)[
-        ["dataset", "model", "seed", *table.columns]
-    ]
+    return table.assign(dataset=run.dataset, model=run.model, seed=run.seed)[[*RUN_COLUMNS, *table.columns]]
 
 
 def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -81,7 +84,12 @@ def _concat(tables: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
 
 
-RUN_COLUMNS = ["dataset", "model", "seed"]
+def first_seeds(runs: list[Run]) -> list[Run]:
+    """The first run listed for each (dataset, model), in the order they first appear."""
+    first: dict[tuple[str, str], Run] = {}
+    for run in runs:
+        first.setdefault((run.dataset, run.model), run)
+    return list(first.values())
 
 
 def rows_of(table: pd.DataFrame, run: Run) -> pd.DataFrame:
@@ -149,22 +157,22 @@ def load_quality(layout: ResultsLayout, runs: list[Run], missing: Missing) -> di
     return found
 
 
-def load_gallery(layout: ResultsLayout, run: Run, study: str) -> dict[str, np.ndarray] | None:
-    """The arrays of a run's gallery for one study, or None when there is none."""
-    path = layout.run_dir("robustness", run) / "gallery" / f"{study}.npz"
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an NPZ file, or None when it does not exist."""
     if not path.exists():
         return None
     with np.load(path) as arrays:
         return {key: arrays[key] for key in arrays.files}
+
+
+def load_gallery(layout: ResultsLayout, run: Run, study: str) -> dict[str, np.ndarray] | None:
+    """The arrays of a run's gallery for one study, or None when there is none."""
+    return _read_npz(layout.run_dir("robustness", run) / "gallery" / f"{study}.npz")
 
 
 def load_trajectory(layout: ResultsLayout, run: Run) -> dict[str, np.ndarray] | None:
     """The NCA trajectory arrays of a run (see ``mednca.evaluate.trajectory``), or None."""
-    path = layout.run_dir("metrics", run) / "nca_trajectory.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as arrays:
-        return {key: arrays[key] for key in arrays.files}
+    return _read_npz(layout.run_dir("metrics", run) / "nca_trajectory.npz")
 
 
 def load_benchmarks(layout: ResultsLayout) -> pd.DataFrame:
@@ -242,6 +250,6 @@ def example_slice(layout: ResultsLayout, dataset: str) -> tuple[str, np.ndarray,
         path = layout.data_dir(dataset) / "slices" / f"{case_id}.npz"
         if path.exists():
             with np.load(path) as slices:
-                index = int(np.argmax(slices["label"].sum(axis=(1, 2))))
+                index = most_foreground_slice(slices["label"], 0)
                 return case_id, slices["image"][index, 0], slices["label"][index]
     return None

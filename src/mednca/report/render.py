@@ -37,24 +37,29 @@ class FigureItem:
     uri: str
 
 
+def is_missing(value: object) -> bool:
+    """Whether a table value is absent: None or a float NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def number(value: float, digits: int = 3) -> str:
     """A float with ``digits`` decimals, or an en dash for a missing value."""
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return "–" if is_missing(value) else f"{value:.{digits}f}"
 
 
 def mean_std(mean: float, std: float, digits: int = 3) -> str:
     """'mean ± std', or only the mean when the std is missing."""
-    return number(mean, digits) if math.isnan(std) else f"{number(mean, digits)} ± {number(std, digits)}"
+    return number(mean, digits) if is_missing(std) else f"{number(mean, digits)} ± {number(std, digits)}"
 
 
 def count(value: float) -> str:
     """An integer with thousands separators, or an en dash."""
-    return "–" if value is None or math.isnan(value) else f"{value:,.0f}"
+    return "–" if is_missing(value) else f"{value:,.0f}"
 
 
 def seconds(value: float) -> str:
     """A duration: '0.05 s', '12.3 s', '4.2 min' or '1.3 h'."""
-    if value is None or math.isnan(value):
+    if is_missing(value):
         return "–"
     if value < 10:
         return f"{value:.2f} s"
@@ -69,11 +74,7 @@ def _cell(row: pd.Series, column: Column) -> str:
     if not column.numeric:
         return f'<td class="text">{text}</td>'
     value = row.get(column.key)
-    raw = (
-        ""
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f' data-value="{value!r}"'
-    )
+    raw = "" if is_missing(value) else f' data-value="{value!r}"'
     return f"<td{raw}>{text}</td>"
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from mednca.io import write_csv, write_json
 from mednca.report.collect import Missing, ResultsLayout, Run, load_robustness, load_summaries, load_training
+from mednca.report.tables import severity_means
 
 METRIC_KEYS = (
     "dice_mean",
@@ -39,10 +40,15 @@ def run_metrics(summaries: pd.DataFrame) -> dict:
     return nested
 
 
+def _series(table: pd.DataFrame) -> pd.Series:
+    """'dataset/model/seedN' (or 'dataset/study/model/seedN' when the table has a study) per row."""
+    names = table["dataset"] + "/" + (table["study"] + "/" if "study" in table else "") + table["model"]
+    return names + "/seed" + table["seed"].astype(str)
+
+
 def training_series(training: pd.DataFrame) -> pd.DataFrame:
     """Columns series ('dataset/model/seedN'), epoch, loss."""
-    series = training["dataset"] + "/" + training["model"] + "/seed" + training["seed"].astype(str)
-    return pd.DataFrame({"series": series, "epoch": training["epoch"], "loss": training["loss"]})
+    return pd.DataFrame({"series": _series(training), "epoch": training["epoch"], "loss": training["loss"]})
 
 
 def robustness_series(robustness: pd.DataFrame) -> pd.DataFrame:
@@ -50,15 +56,8 @@ def robustness_series(robustness: pd.DataFrame) -> pd.DataFrame:
     columns = ["series", "severity", "value", "dice"]
     if robustness.empty:
         return pd.DataFrame(columns=columns)
-    means = (
-        robustness.groupby(["dataset", "study", "model", "seed", "severity"], sort=True)
-        .agg(value=("value", "first"), dice=("dice", "mean"))
-        .reset_index()
-    )
-    means["series"] = (
-        means["dataset"] + "/" + means["study"] + "/" + means["model"] + "/seed" + means["seed"].astype(str)
-    )
-    return means[columns]
+    means = severity_means(robustness, ["dataset", "study", "model", "seed"])
+    return means.assign(series=_series(means))[columns]
 
 
 def summary_stage(

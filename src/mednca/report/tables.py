@@ -84,6 +84,18 @@ def main_table(per_case: pd.DataFrame, summaries: pd.DataFrame, paper: dict) -> 
     return pd.DataFrame(rows, columns=MAIN_COLUMNS)
 
 
+def severity_means(robustness: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean Dice over the rows of each ``keys`` group and severity, with the study's value at that severity.
+
+    Columns: ``keys``, severity, value, dice.
+    """
+    return (
+        robustness.groupby([*keys, "severity"], sort=True)
+        .agg(value=("value", "first"), dice=("dice", "mean"))
+        .reset_index()
+    )
+
+
 def robustness_summary(robustness: pd.DataFrame) -> pd.DataFrame:
     """Mean Dice per dataset, study, model and severity (over cases and seeds), with the study's value.
 
@@ -92,11 +104,7 @@ def robustness_summary(robustness: pd.DataFrame) -> pd.DataFrame:
     columns = ["dataset", "study", "model", "severity", "value", "dice", "drop"]
     if robustness.empty:
         return pd.DataFrame(columns=columns)
-    means = (
-        robustness.groupby(["dataset", "study", "model", "severity"], sort=True)
-        .agg(value=("value", "first"), dice=("dice", "mean"))
-        .reset_index()
-    )
+    means = severity_means(robustness, ["dataset", "study", "model"])
     clean = means[means["severity"] == 0].set_index(["dataset", "study", "model"])["dice"]
     keys = pd.MultiIndex.from_frame(means[["dataset", "study", "model"]])
     means["drop"] = clean.reindex(keys).to_numpy() - means["dice"].to_numpy()
