@@ -92,23 +92,29 @@ def data_outputs():
     return expand([data_output("manifest.csv"), data_output("slices")], dataset=DATASETS)
 
 
+def report_runs():
+    """[dataset, model, seed] of every run (trained or fine-tuned model and seed)."""
+    return [[dataset, model, seed] for dataset, model in runs() for seed in config["seeds"]]
+
+
+def per_run(patterns, nca_only=False):
+    """``patterns`` (with {dataset}, {model}, {seed}) filled in for every run, or every NCA run."""
+    return [
+        pattern.format(dataset=dataset, model=model, seed=seed)
+        for dataset, model, seed in report_runs()
+        if is_nca(model) or not nca_only
+        for pattern in patterns
+    ]
+
+
 def model_outputs():
     """The trained (or fine-tuned) model of every (dataset, model, seed)."""
-    return [
-        run_output("models", "model.pt").format(dataset=dataset, model=model, seed=seed)
-        for dataset, model in runs()
-        for seed in config["seeds"]
-    ]
+    return per_run([run_output("models", "model.pt")])
 
 
 def evaluation_outputs():
     """Per-case metrics and summary of every (dataset, model, seed)."""
-    return [
-        run_output("metrics", name).format(dataset=dataset, model=model, seed=seed)
-        for dataset, model in runs()
-        for seed in config["seeds"]
-        for name in ("per_case.csv", "summary.json")
-    ]
+    return per_run([run_output("metrics", "per_case.csv"), run_output("metrics", "summary.json")])
 
 
 def robustness_tables():
@@ -118,27 +124,12 @@ def robustness_tables():
 
 def robustness_outputs():
     """Every robustness table of every (dataset, model, seed)."""
-    return [
-        pattern.format(dataset=dataset, model=model, seed=seed)
-        for dataset, model in runs()
-        for seed in config["seeds"]
-        for pattern in robustness_tables()
-    ]
+    return per_run(robustness_tables())
 
 
 def trajectory_outputs():
     """The recorded NCA trajectory of every NCA (dataset, model, seed)."""
-    return [
-        run_output("metrics", "nca_trajectory.npz").format(dataset=dataset, model=model, seed=seed)
-        for dataset, model in runs()
-        if is_nca(model)
-        for seed in config["seeds"]
-    ]
-
-
-def report_runs():
-    """[dataset, model, seed] of every run, for the report."""
-    return [[dataset, model, seed] for dataset, model in runs() for seed in config["seeds"]]
+    return per_run([run_output("metrics", "nca_trajectory.npz")], nca_only=True)
 
 
 def report_output():
