@@ -16,6 +16,7 @@ from mednca.models import (
     SingleLevelNCA,
     UNet2D,
     build_model,
+    cells,
     count_parameters,
     is_stochastic,
     probability_trajectory,
@@ -317,12 +318,42 @@ def test_trajectory_ends_at_the_model_output(model_class: type[nn.Module]) -> No
     np.testing.assert_allclose(trajectory.probabilities[-1], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_fast_med_nca_matches_the_reference_model() -> None:
-    model = MedNCA(channels=8, hidden_size=16, steps=5)
+@pytest.mark.parametrize("rows_per_chunk", [37, cells.ROWS_PER_CHUNK])
+def test_fast_med_nca_matches_the_reference_model(rows_per_chunk: int, monkeypatch) -> None:
+    """Inference and a training step (outputs and every gradient) of the fast rule, split into chunks of
+    37 cells or not, equal the original rule with the same weights and random stream."""
+    monkeypatch.setattr(cells, "ROWS_PER_CHUNK", rows_per_chunk)
+    model = MedNCA(in_channels=2, channels=8, hidden_size=16, steps=5)
     randomise_fc1(model)
-    images = torch.rand((2, 1, 32, 32), generator=seeded(0))
+    reference = with_reference_rules(model)
+    images = torch.rand((3, 2, 32, 32), generator=seeded(0))
+    labels = (images[:, :1] > 0.5).float()
     with torch.no_grad():
-        torch.testing.assert_close(model(images, seeded(7)), with_reference_rules(model)(images, seeded(7)))
+        torch.testing.assert_close(model(images, seeded(7)), reference(images, seeded(7)))
+    trained = []
+    for candidate in (model, reference):
+        logits, targets = candidate.training_forward(images, labels, seeded(7))
+        F.binary_cross_entropy_with_logits(logits, targets).backward()
+        trained.append((logits.detach(), [parameter.grad for parameter in candidate.parameters()]))
+    (fast_logits, fast_grads), (reference_logits, reference_grads) = trained
+    torch.testing.assert_close(fast_logits, reference_logits)
+    for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
+        torch.testing.assert_close(fast_grad, reference_grad, rtol=2e-5, atol=1e-6)
+
+
+def test_reflected_neighbours_are_what_reflect_padding_gathers() -> None:
+    """Gathering through the table equals unfolding the reflect-padded state, including the corners."""
+    batch, channels, height, width = 2, 3, 5, 4
+    state = torch.rand((batch, channels, height, width), generator=seeded(0))
+    table = cells.reflected_neighbours(batch, height, width, state.device)
+    gathered = cells.to_cells(state)[table]  # (B * H * W, 9, C)
+    unfolded = F.unfold(F.pad(state, (1, 1, 1, 1), mode="reflect"), 3)  # (B, C * 9, H * W)
+    expected = (
+        unfolded.reshape(batch, channels, 9, height * width).permute(0, 3, 2, 1).reshape(-1, 9, channels)
+    )
+    assert torch.equal(gathered, expected)
+    with pytest.raises(ValueError, match="at least 2x2 cells, got 1x4"):
+        cells.reflected_neighbours(1, 1, 4, state.device)
 
 
 @pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])

@@ -22,6 +22,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from mednca.models.cells import (
+    RuleWeights,
+    apply_updates,
+    cell_updates,
+    from_cells,
+    reflected_neighbours,
+    to_cells,
+)
+
 
 def default_generator(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
     """Return ``generator``, or a new generator on ``device`` seeded with 0 when it is ``None``."""
@@ -51,28 +60,6 @@ def initial_state(images: Tensor, channels: int) -> Tensor:
     return torch.cat([images, hidden], dim=1)
 
 
-ROWS_PER_CHUNK = 4096
-"""Cells whose perception and per-cell network run as one set of matrix multiplications: their (4096, 9C)
-neighbourhoods and (4096, hidden) activations stay in the CPU's cache, which is several times faster than
-one multiplication over every cell of the batch."""
-
-
-def neighbourhood_rows(firing: Tensor, height: int, width: int) -> Tensor:
-    """(N,) flat indices of cells in a (B, H, W) grid -> (N, 9) rows of their 3x3 neighbourhoods in the
-    grid padded by one cell on each side, flattened as (B, H + 2, W + 2), neighbours in (dy, dx) order."""
-    padded_width = width + 2
-    batch_index, position = firing // (height * width), firing % (height * width)
-    top_left = (
-        batch_index * (height + 2) * padded_width + (position // width) * padded_width + position % width
-    )
-    offsets = torch.tensor(
-        [dy * padded_width + dx for dy in range(3) for dx in range(3)],
-        device=firing.device,
-        dtype=firing.dtype,
-    )
-    return top_left[:, None] + offsets[None, :]
-
-
 class NCARule(nn.Module):
     """One cell-update rule: learned 3x3 perception followed by a per-cell two-layer network.
 
@@ -81,10 +68,9 @@ class NCARule(nn.Module):
     layers of the original, stored as 1x1 convolutions. ``fc1`` has no bias and starts at zero, so an
     untrained rule leaves the state unchanged.
 
-    A step computes perception and update only for the cells that fire (a cell that does not fire
-    contributes nothing): it gathers their 3x3 neighbourhoods from the padded, channels-last state and
-    applies the convolutions and the per-cell network as matrix multiplications, in cache-sized chunks of
-    cells. The result equals convolving and updating every cell and masking (``mednca.models.reference``).
+    A run holds the state as flat channels-last cells and computes perception and update only for the
+    cells that fire (a cell that does not fire contributes nothing), see ``mednca.models.cells``. The
+    result equals convolving and updating every cell and masking (``mednca.models.reference``).
 
     Parameters: 2 * (9C^2 + C) + (3C * hidden + hidden) + hidden * C.
     """
@@ -100,26 +86,22 @@ class NCARule(nn.Module):
         self.fc1 = nn.Conv2d(hidden_size, channels, 1, bias=False)
         nn.init.zeros_(self.fc1.weight)
 
-    def update_cells(self, padded: Tensor, rows: Tensor) -> Tensor:
-        """(B * (H + 2) * (W + 2), C) padded channels-last state, (N, 9) neighbourhood rows of N cells ->
-        (N, C) proposed state changes of those cells, in chunks of ``ROWS_PER_CHUNK`` cells."""
+    def rule_weights(self) -> RuleWeights:
+        """The parameters as matrices over gathered neighbourhoods (differentiable views and copies)."""
         channels = self.channels
-        # (2C, C, 3, 3) -> (2C, 9C) in the (dy, dx, channel) order of a gathered neighbourhood
-        perception_weight = (
-            torch.cat([self.p0.weight, self.p1.weight]).permute(0, 2, 3, 1).reshape(2 * channels, -1)
+        output = self.fc1.weight[:, :, 0, 0]
+        image_rows = output.new_zeros((self.input_channels, output.shape[1]))
+        hidden = self.fc0.weight[:, :, 0, 0]
+        return RuleWeights(
+            perception=torch.cat([self.p0.weight, self.p1.weight])
+            .permute(0, 2, 3, 1)
+            .reshape(2 * channels, 9 * channels),
+            perception_bias=torch.cat([self.p0.bias, self.p1.bias]),
+            state_to_hidden=hidden[:, :channels].contiguous(),
+            perception_to_hidden=hidden[:, channels:].contiguous(),
+            hidden_bias=self.fc0.bias,
+            output=torch.cat([image_rows, output[self.input_channels :]]),
         )
-        perception_bias = torch.cat([self.p0.bias, self.p1.bias])
-        weight0, weight1 = self.fc0.weight[:, :, 0, 0], self.fc1.weight[:, :, 0, 0]
-        changes = []
-        for start in range(0, len(rows), ROWS_PER_CHUNK):
-            chunk = rows[start : start + ROWS_PER_CHUNK]
-            neighbourhoods = padded.index_select(0, chunk.reshape(-1)).reshape(len(chunk), 9 * channels)
-            centre = neighbourhoods[:, 4 * channels : 5 * channels]
-            perception = torch.cat(
-                [centre, F.linear(neighbourhoods, perception_weight, perception_bias)], dim=1
-            )
-            changes.append(F.linear(F.relu(F.linear(perception, weight0, self.fc0.bias)), weight1))
-        return torch.cat(changes) if changes else padded.new_zeros((0, channels))
 
     def step(self, state: Tensor, fire_rate: float, generator: torch.Generator) -> Tensor:
         """(B, C, H, W) state -> (B, C, H, W) state after one stochastic update.
@@ -127,16 +109,23 @@ class NCARule(nn.Module):
         Each cell is updated with probability ``fire_rate`` (one mask value per cell, shared by its
         channels); the first ``input_channels`` channels are kept as they were.
         """
-        batch, channels, height, width = state.shape
-        noise = torch.rand(
-            (batch, 1, height, width), generator=generator, device=state.device, dtype=state.dtype
-        )
-        firing = torch.nonzero((noise < fire_rate).reshape(-1)).squeeze(1)
-        padded = F.pad(state, (1, 1, 1, 1), mode="reflect").permute(0, 2, 3, 1).reshape(-1, channels)
-        changes = self.update_cells(padded, neighbourhood_rows(firing, height, width))
-        change = state.new_zeros((batch * height * width, channels)).index_copy(0, firing, changes)
-        updated = state + change.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
-        return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
+        return self.run(state, 1, fire_rate, generator)
+
+    def _cell_steps(
+        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+    ) -> Tensor:
+        """(B * H * W, C) cells of a (B, C, H, W) ``shape`` -> the cells after ``steps`` steps."""
+        batch, _, height, width = shape
+        neighbours = reflected_neighbours(batch, height, width, cells.device)
+        weights = self.rule_weights()
+        for _ in range(steps):
+            noise = torch.rand(
+                (batch, 1, height, width), generator=generator, device=cells.device, dtype=cells.dtype
+            )
+            firing = torch.nonzero((noise < fire_rate).reshape(-1)).squeeze(1)
+            changes = cell_updates(cells, firing, neighbours, weights)
+            cells = apply_updates(cells, firing, changes)
+        return cells
 
     def run(
         self,
@@ -152,18 +141,17 @@ class NCARule(nn.Module):
         kept for backpropagation; the steps in between are recomputed during the backward pass with the same
         random draws, so gradients are unchanged and memory no longer grows with every step.
         """
+        cells = to_cells(state)
         if checkpoint_steps <= 0 or not torch.is_grad_enabled():
-            for _ in range(steps):
-                state = self.step(state, fire_rate, generator)
-            return state
+            return from_cells(self._cell_steps(cells, state.shape, steps, fire_rate, generator), state.shape)
         for start in range(0, steps, checkpoint_steps):
-            state = self._checkpointed_steps(
-                state, min(checkpoint_steps, steps - start), fire_rate, generator
+            cells = self._checkpointed_steps(
+                cells, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator
             )
-        return state
+        return from_cells(cells, state.shape)
 
     def _checkpointed_steps(
-        self, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator
+        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
     ) -> Tensor:
         """``steps`` steps under activation checkpointing, replaying the generator's draws when recomputed."""
         start_state = generator.get_state()
@@ -172,14 +160,13 @@ class NCARule(nn.Module):
         def segment(x: Tensor) -> Tensor:
             local = torch.Generator(device=generator.device)
             local.set_state(start_state)
-            for _ in range(steps):
-                x = self.step(x, fire_rate, local)
+            x = self._cell_steps(x, shape, steps, fire_rate, local)
             end_state[:] = [local.get_state()]
             return x
 
-        state = checkpoint(segment, state, use_reentrant=False, preserve_rng_state=False)
+        cells = checkpoint(segment, cells, use_reentrant=False, preserve_rng_state=False)
         generator.set_state(end_state[0])
-        return state
+        return cells
 
 
 def _check_rule_settings(steps: int, fire_rate: float, checkpoint_steps: int = 0) -> None:

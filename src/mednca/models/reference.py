@@ -34,6 +34,20 @@ class ReferenceRule(NCARule):
         updated = state + dx * (noise < fire_rate).to(state.dtype)
         return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
 
+    def run(
+        self,
+        state: Tensor,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        checkpoint_steps: int = 0,
+    ) -> Tensor:
+        """(B, C, H, W) state after ``steps`` original steps; the original has no checkpointing, so
+        ``checkpoint_steps`` is ignored."""
+        for _ in range(steps):
+            state = self.step(state, fire_rate, generator)
+        return state
+
 
 def with_reference_rules(model: nn.Module) -> nn.Module:
     """A copy of an NCA model whose rules take the original step (weights shared by value)."""
