@@ -118,30 +118,29 @@ class CellUpdate(torch.autograd.Function):
     ) -> Tensor:
         weights = RuleWeights(*parameters)
         changes = cells.new_empty((len(firing), cells.shape[1]))
-        activations = [
-            _chunk_forward(_gather(cells, rows), weights, changes[part])
-            for part, rows in _chunks(firing, neighbours)
-        ]
-        ctx.save_for_backward(
-            cells, firing, neighbours, *parameters, *(t for pair in activations for t in pair)
-        )
+        saved = []
+        for part, rows in _chunks(firing, neighbours):
+            saved += [rows, *_chunk_forward(_gather(cells, rows), weights, changes[part])]
+        ctx.save_for_backward(cells, *parameters, *saved)
         return changes
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_changes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        cells, firing, neighbours, *saved = ctx.saved_tensors
+        cells, *saved = ctx.saved_tensors
         weights = RuleWeights(*saved[:6])
-        activations = saved[6:]
+        chunks = saved[6:]  # (n, 9) rows, (n, 2C) perception, (n, hidden) activations of each chunk
         channels = cells.shape[1]
         grads = [torch.zeros_like(parameter) for parameter in weights.as_tuple()]
         grad_perception, grad_perception_bias, grad_state_to_hidden, grad_perception_to_hidden = grads[:4]
         grad_hidden_bias, grad_output = grads[4:]
         grad_cells = torch.zeros_like(cells) if ctx.needs_input_grad[0] else None
-        for index, (part, rows) in enumerate(_chunks(firing, neighbours)):
-            conv, hidden = activations[2 * index], activations[2 * index + 1]
+        start = 0
+        for index in range(0, len(chunks), 3):
+            rows, conv, hidden = chunks[index : index + 3]
             neighbourhoods = _gather(cells, rows)
-            grad_change = grad_changes[part]
+            grad_change = grad_changes[start : start + len(rows)]
+            start += len(rows)
             grad_output.addmm_(grad_change.t(), hidden)
             grad_hidden = torch.ops.aten.threshold_backward(grad_change @ weights.output, hidden, 0)
             grad_state_to_hidden.addmm_(grad_hidden.t(), _centre(neighbourhoods, channels))
