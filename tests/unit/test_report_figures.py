@@ -341,3 +341,11 @@ def test_empty_input_gives_a_figure(draw) -> None:
     figure = draw()
     assert isinstance(figure, Figure)
     assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+
+
+def test_crowded_tick_labels_are_thinned() -> None:
+    noise = np.array([0.0, 0.025, 0.05, 0.1, 0.2])
+    assert figures._spaced_labels(noise, log=False) == ["0", "", "0.05", "0.1", "0.2"]
+    zoom = np.array([0.5, 0.75, 1.0, 1.5, 2.0])
+    assert figures._spaced_labels(zoom, log=True) == ["0.5", "0.75", "1", "1.5", "2"]
+    assert figures._spaced_labels(np.array([3.0]), log=False) == ["3"]

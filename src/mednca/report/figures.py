@@ -155,6 +155,19 @@ def _grid(figure: Figure, panels: int, columns: int, **kwargs) -> list[Axes]:
     return axes[:panels]
 
 
+def _spaced_labels(values: np.ndarray, log: bool, min_gap: float = 0.15) -> list[str]:
+    """Tick labels for sorted ``values``, blank where a label would sit closer than ``min_gap`` of the axis
+    span to the previous shown one (so that 0, 0.025 and 0.05 do not print over each other)."""
+    positions = np.log2(values) if log else values.astype(float)
+    span = float(positions[-1] - positions[0]) or 1.0
+    labels, last = [], -np.inf
+    for value, position in zip(values, positions, strict=True):
+        show = (position - last) / span >= min_gap
+        labels.append(f"{value:g}" if show else "")
+        last = position if show else last
+    return labels
+
+
 def _say(axis: Axes, message: str = NO_DATA) -> None:
     """Write ``message`` in the middle of ``axis`` and hide its ticks."""
     axis.text(0.5, 0.5, message, transform=axis.transAxes, ha="center", va="center", fontsize=10, color="0.4")
@@ -391,7 +404,7 @@ def robustness_curves(robustness: pd.DataFrame, dataset: str) -> Figure:
         if study in LOG2_STUDIES:
             axis.set_xscale("log", base=2)
         if len(values) <= 8:
-            axis.set_xticks(values, [f"{value:g}" for value in values])
+            axis.set_xticks(values, _spaced_labels(values, log=study in LOG2_STUDIES))
             axis.minorticks_off()
         axis.tick_params(labelsize=7)
         axis.set(title=study, xlabel=STUDY_X_LABELS.get(study, "severity value"), ylim=(0.0, 1.0))
