@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mednca.models.cells import from_cells, to_cells
 from mednca.models.nca import NCARule
 
 
@@ -34,19 +35,14 @@ class ReferenceRule(NCARule):
         updated = state + dx * (noise < fire_rate).to(state.dtype)
         return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
 
-    def run(
-        self,
-        state: Tensor,
-        steps: int,
-        fire_rate: float,
-        generator: torch.Generator,
-        checkpoint_steps: int = 0,
+    def _cell_steps(
+        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
     ) -> Tensor:
-        """(B, C, H, W) state after ``steps`` original steps; the original has no checkpointing, so
-        ``checkpoint_steps`` is ignored."""
+        """The original loop of ``step`` on the (B, C, H, W) state held by the (B * H * W, C) ``cells``."""
+        state = from_cells(cells, shape)
         for _ in range(steps):
             state = self.step(state, fire_rate, generator)
-        return state
+        return to_cells(state)
 
 
 def with_reference_rules(model: nn.Module) -> nn.Module:
