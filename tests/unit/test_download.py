@@ -412,3 +412,156 @@ def test_file_md5_matches_hashlib(tmp_path: Path, chunk_size: int) -> None:
     data = bytes(range(256)) * 40
     (tmp_path / "f").write_bytes(data)
     assert file_md5(tmp_path / "f", chunk_size=chunk_size) == md5_of(data)
+
+
+def cve_2025_4517_members() -> list[tarfile.TarInfo]:
+    """The member pattern of CVE-2025-4517: a chain of symlinks through long folder names whose expanded
+    path exceeds PATH_MAX (so ``os.path.realpath`` stops resolving), then a link and a file through it."""
+    component = "d" * 247
+    steps = "abcdefghijklmnop"
+    members, path = [], ""
+    for step in steps:
+        members.append(tar_member(posixpath_join(path, component), tarfile.DIRTYPE))
+        members.append(tar_member(posixpath_join(path, step), tarfile.SYMTYPE, component))
+        path = posixpath_join(path, component)
+    link_path = "/".join(steps) + "/" + "l" * 254
+    members.append(tar_member(link_path, tarfile.SYMTYPE, "../" * len(steps)))
+    members.append(tar_member("escape", tarfile.SYMTYPE, link_path + "/../" * 8 + "outside"))
+    members.append(tar_member("escape/evil"))
+    return members
+
+
+def posixpath_join(*parts: str) -> str:
+    """Join archive path parts, ignoring empty ones."""
+    return "/".join(part for part in parts if part)
+
+
+def test_cve_2025_4517_symlink_chain_is_refused_before_writing(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = write_tar_members(tmp_path / "evil.tar", [tar_member("good.txt"), *cve_2025_4517_members()])
+    dest = tmp_path / "box" / "dest"
+    with pytest.raises(DataError) as caught:
+        safe_extract(archive, dest)
+    message = str(caught.value)
+    assert str(archive) in message and "'a' (symbolic link to " in message and "and 13 more" in message
+    assert "\n" not in message and len(message) < 2000
+    assert os.listdir(outside) == [] and os.listdir(dest) == []
+    assert sorted(os.listdir(tmp_path)) == ["box", "evil.tar", "outside"]
+
+
+IN_TREE_LINKS = [
+    pytest.param(
+        [tar_member("data"), tar_member("data/link.nii.gz", tarfile.SYMTYPE, "../data")],
+        "data/link.nii.gz",
+        "symbolic link",
+        id="symlink-inside-tree",
+    ),
+    pytest.param(
+        [tar_member("data/a.nii.gz"), tar_member("data/b.nii.gz", tarfile.LNKTYPE, "data/a.nii.gz")],
+        "data/b.nii.gz",
+        "hard link",
+        id="hardlink-inside-tree",
+    ),
+    pytest.param([tar_member("pipe", tarfile.FIFOTYPE)], "pipe", "FIFO", id="fifo"),
+    pytest.param([tar_member("tty", tarfile.CHRTYPE)], "tty", "character device", id="char-device"),
+    pytest.param([tar_member("sda", tarfile.BLKTYPE)], "sda", "block device", id="block-device"),
+    pytest.param([tar_member("odd", b"Z")], "odd", "tar type", id="unknown-type"),
+]
+
+
+@pytest.mark.parametrize(("members", "bad_name", "kind"), IN_TREE_LINKS)
+def test_every_link_or_special_member_is_refused(
+    tmp_path: Path, members: list[tarfile.TarInfo], bad_name: str, kind: str
+) -> None:
+    archive = write_tar_members(tmp_path / "evil.tar", [tar_member("good.txt"), *members])
+    with pytest.raises(DataError) as caught:
+        safe_extract(archive, tmp_path / "dest")
+    message = str(caught.value)
+    assert repr(bad_name) in message and kind in message and str(archive) in message
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_several_refused_members_are_named_in_one_line(tmp_path: Path) -> None:
+    members = [tar_member(f"link{i}", tarfile.SYMTYPE, "x") for i in range(7)]
+    archive = write_tar_members(tmp_path / "evil.tar", members)
+    with pytest.raises(DataError, match=r"refusing to extract 7 members: 'link0' .*and 2 more") as caught:
+        safe_extract(archive, tmp_path / "dest")
+    assert "\n" not in str(caught.value)
+
+
+def zip_with_mode(path: Path, name: str, mode: int, data: bytes = b"target") -> Path:
+    """A zip archive with a good file and one member whose unix mode bits are ``mode``."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("good.txt", b"x")
+        info = zipfile.ZipInfo(name)
+        info.create_system = 3
+        info.external_attr = mode << 16
+        zf.writestr(info, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [(0o120777, "symbolic link"), (0o010644, "FIFO"), (0o020644, "character device")],
+    ids=["symlink", "fifo", "char-device"],
+)
+def test_zip_links_and_special_members_are_refused(tmp_path: Path, mode: int, kind: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = zip_with_mode(tmp_path / "evil.zip", "data/link", mode, str(outside).encode())
+    with pytest.raises(DataError) as caught:
+        safe_extract(archive, tmp_path / "dest")
+    assert "'data/link'" in str(caught.value) and kind in str(caught.value)
+    assert os.listdir(tmp_path / "dest") == [] and os.listdir(outside) == []
+
+
+def test_pre_existing_symlink_in_destination_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "data").symlink_to(outside)
+    (dest / "file.txt").symlink_to(outside / "file.txt")
+    for kind in KINDS:
+        archive = write_archive(tmp_path / f"a.{kind}", {"data/evil.txt": b"evil"}, kind)
+        with pytest.raises(DataError, match="'data"):
+            safe_extract(archive, dest)
+    archive = write_archive(tmp_path / "b.zip", {"file.txt": b"evil"}, "zip")
+    with pytest.raises(DataError, match="'file.txt'"):
+        safe_extract(archive, dest)
+    assert os.listdir(outside) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_duplicate_members_are_refused(tmp_path: Path, kind: str) -> None:
+    archive = tmp_path / f"dup.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf, pytest.warns(UserWarning):
+            zf.writestr("a.txt", b"1")
+            zf.writestr("a.txt", b"2")
+    else:
+        write_tar_members(archive, [tar_member("a.txt"), tar_member("./a.txt")])
+        if kind == "tar.gz":
+            archive.rename(tmp_path / "dup.tar")
+            archive = write_archive(tmp_path / "dup.tar.gz", {"a.txt": b"1", "b/../a.txt": b"2"}, "tar.gz")
+    with pytest.raises(DataError, match="more than once"):
+        safe_extract(archive, tmp_path / "dest")
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_zip_with_backslash_separators_extracts_into_folders(tmp_path: Path) -> None:
+    archive = tmp_path / "windows.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("Task\\imagesTr\\a.nii.gz", b"a")
+    safe_extract(archive, tmp_path / "dest")
+    assert files_under(tmp_path / "dest") == {"Task/imagesTr/a.nii.gz": b"a"}
+
+
+def test_extracted_files_are_regular_files_with_plain_modes(tmp_path: Path) -> None:
+    info = tar_member("run.sh")
+    info.mode = 0o6777
+    archive = write_tar_members(tmp_path / "modes.tar", [info])
+    safe_extract(archive, tmp_path / "dest")
+    path = tmp_path / "dest" / "run.sh"
+    assert path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o7777 == 0o644

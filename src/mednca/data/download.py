@@ -2,18 +2,23 @@
 
 A dataset folder that is already there is used as it stands. Otherwise a local archive is extracted, or the
 archive is downloaded (md5-checked while streaming) and then extracted. Archives are recognised by content
-(.tar, .tar.gz/.tgz, .zip); members that could write outside the destination are refused, macOS metadata
-(``._*``, ``__MACOSX``) is skipped, and the final folder only appears once everything has been extracted.
+(.tar, .tar.gz/.tgz, .zip); only regular files and folders are extracted (links, devices and paths that could
+write outside the destination are refused before anything is written), macOS metadata (``._*``,
+``__MACOSX``) is skipped, and the final folder only appears once everything has been extracted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
 import logging
+import lzma
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -23,6 +28,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -30,6 +36,8 @@ from mednca.errors import DataError
 
 CHUNK_SIZE = 1 << 20
 EXTRACTED_FOLDER_MODE = 0o755
+EXTRACTED_FILE_MODE = 0o644
+MAX_NAMED_MEMBERS = 5
 ARCHIVE_TYPES = ".tar, .tar.gz/.tgz or .zip"
 
 log = logging.getLogger(__name__)
@@ -99,11 +107,15 @@ def file_md5(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
 
 
 def safe_extract(archive: Path, dest_dir: Path) -> None:
-    """Extract a tar (plain or compressed) or zip archive into ``dest_dir``, refusing unsafe members.
+    """Extract a tar (plain or compressed) or zip archive into ``dest_dir``: regular files and folders only.
 
-    Absolute paths, paths or links leading outside ``dest_dir`` and device files are refused before
-    anything is written; tar extraction also runs through Python's ``data`` filter. macOS metadata
-    members (``._*``, ``__MACOSX``) are skipped.
+    Every member is checked before anything is written, and one error names every refused member: symbolic
+    and hard links, devices, FIFOs and any other special member (dataset archives need none, and links are
+    how crafted archives escape, e.g. CVE-2025-4517), absolute paths, drive letters, paths whose ``..``
+    lead outside, encrypted zip members and duplicates. Tar members must also pass Python's ``data``
+    filter. Files are then written by this module itself through folder descriptors opened with
+    O_NOFOLLOW and created with O_EXCL, so a link already in ``dest_dir`` is never followed and nothing
+    lands outside it. macOS metadata members (``._*``, ``__MACOSX``) are skipped.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     kind = _archive_kind(archive)
@@ -115,10 +127,20 @@ def safe_extract(archive: Path, dest_dir: Path) -> None:
             _extract_zip(archive, dest_dir)
     except tarfile.FilterError as error:
         raise _unsafe_member(archive, error.tarinfo.name, str(error)) from error
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as error:
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+        ValueError,
+    ) as error:
         raise DataError(
-            f"{archive}: cannot be extracted into {dest_dir} ({error}); if the archive is incomplete or "
-            "damaged, delete it and fetch it again"
+            f"{archive}: cannot be extracted into {dest_dir} ({_reason(error)}); if the archive is "
+            "incomplete or damaged, delete it and fetch it again"
         ) from error
 
 
@@ -268,52 +290,214 @@ def _archive_kind(archive: Path) -> str:
 
 
 def _extract_tar(archive: Path, dest_dir: Path) -> None:
-    """Check every tar member, then extract the non-metadata ones with the ``data`` filter."""
+    """Check every tar member, then write the non-metadata ones (regular files and folders only)."""
     with tarfile.open(archive) as tar:
         members = [member for member in tar.getmembers() if not _is_macos_metadata(member.name)]
-        for member in members:
-            _check_tar_member(archive, member)
-        tar.extractall(dest_dir, members=members, filter="data")
+        plan = _plan(archive, [(m.name, m.isdir(), _tar_member_problem(m)) for m in members])
+        for member in members:  # second layer: the interpreter's own filter must agree
+            tarfile.data_filter(member, str(dest_dir))
+        with _DestinationWriter(archive, dest_dir) as writer:
+            for member, parts in zip(members, plan, strict=True):
+                if member.isdir():
+                    writer.make_dir(member.name, parts)
+                else:
+                    writer.write_file(member.name, parts, tar.extractfile(member))
 
 
 def _extract_zip(archive: Path, dest_dir: Path) -> None:
-    """Check every zip member name, then extract the non-metadata ones."""
+    """Check every zip member, then write the non-metadata ones (regular files and folders only)."""
     with zipfile.ZipFile(archive) as zf:
-        names = [name for name in zf.namelist() if not _is_macos_metadata(name)]
-        for name in names:
-            _check_member_path(archive, name)
-        zf.extractall(dest_dir, members=names)
+        infos = [info for info in zf.infolist() if not _is_macos_metadata(info.filename)]
+        plan = _plan(archive, [(i.filename, _zip_is_dir(i), _zip_member_problem(i)) for i in infos])
+        with _DestinationWriter(archive, dest_dir) as writer:
+            for info, parts in zip(infos, plan, strict=True):
+                if _zip_is_dir(info):
+                    writer.make_dir(info.filename, parts)
+                else:
+                    with zf.open(info) as source:
+                        writer.write_file(info.filename, parts, source)
 
 
-def _check_tar_member(archive: Path, member: tarfile.TarInfo) -> None:
-    """Refuse a tar member whose path or link target leaves the destination, or a device file."""
-    name = member.name
-    _check_member_path(archive, name)
-    target = member.linkname
+def _plan(archive: Path, members: list[tuple[str, bool, str | None]]) -> list[tuple[str, ...]]:
+    """Each member's path components below the destination; every refused member is named in one error.
+
+    ``members`` holds each member's name, whether it is a folder and the problem of its type (None for a
+    regular file or folder). A file member that names nothing, or a file written twice or where a folder
+    goes, is refused too, so nothing is silently overwritten.
+    """
+    refused: list[tuple[str, str]] = []
+    plan: list[tuple[str, ...]] = []
+    for name, is_dir, type_problem in members:
+        problem = type_problem or _path_problem(name)
+        parts = () if problem is not None else _components(name)
+        if problem is None and not parts and not is_dir:
+            problem = "a file member without a file name"
+        if problem is not None:
+            refused.append((name, problem))
+        plan.append(parts)
+    folders = {parts[:end] for parts in plan for end in range(len(parts))}
+    folders |= {parts for parts, (_, is_dir, _) in zip(plan, members, strict=True) if is_dir}
+    files: set[tuple[str, ...]] = set()
+    for parts, (name, is_dir, _) in zip(plan, members, strict=True):
+        if is_dir or not parts:
+            continue
+        if parts in files:
+            refused.append((name, "appears more than once in the archive"))
+        elif parts in folders:
+            refused.append((name, "is both a file and a folder in the archive"))
+        files.add(parts)
+    if refused:
+        raise _refused_members(archive, refused)
+    return plan
+
+
+def _tar_member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member of this type is refused (dataset archives need no links or special files)."""
+    if member.isreg() or member.isdir():
+        return None
     if member.issym():
-        resolved = posixpath.join(posixpath.dirname(_posix(name)), _posix(target))
-        if _is_absolute(target) or _leaves_root(resolved):
-            raise _unsafe_member(archive, name, f"symbolic link to {target} points outside the destination")
-    elif member.islnk():
-        if _is_absolute(target) or _leaves_root(target):
-            raise _unsafe_member(archive, name, f"hard link to {target} points outside the destination")
-    elif member.isdev():
-        raise _unsafe_member(archive, name, "device or special file")
+        return f"symbolic link to {_shorten(member.linkname)}; dataset archives need no links"
+    if member.islnk():
+        return f"hard link to {_shorten(member.linkname)}; dataset archives need no links"
+    if member.ischr():
+        return "character device"
+    if member.isblk():
+        return "block device"
+    if member.isfifo():
+        return "FIFO (named pipe)"
+    return f"special member of tar type {member.type!r}, not a regular file or folder"
 
 
-def _check_member_path(archive: Path, name: str) -> None:
-    """Refuse an absolute member path or one whose ``..`` components lead outside the destination."""
+ZIP_FILE_TYPES = {
+    stat.S_IFLNK: "symbolic link",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFSOCK: "socket",
+}
+
+
+def _zip_is_dir(info: zipfile.ZipInfo) -> bool:
+    """A folder entry: a name ending in a slash, or unix folder mode bits."""
+    return info.is_dir() or stat.S_ISDIR(info.external_attr >> 16)
+
+
+def _zip_member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member is refused: a link or special file by its unix mode bits, or encryption."""
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind in ZIP_FILE_TYPES:
+        return f"{ZIP_FILE_TYPES[kind]}; dataset archives need only regular files and folders"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return f"unknown file type {oct(kind)}, not a regular file or folder"
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    return None
+
+
+def _path_problem(name: str) -> str | None:
+    """Why a member path is refused: absolute, leaving the destination, NUL bytes or naming nothing."""
+    if "\x00" in name:
+        return "name contains a NUL character"
     if _is_absolute(name):
-        raise _unsafe_member(archive, name, "absolute path")
+        return "absolute path"
     if _leaves_root(name):
-        raise _unsafe_member(archive, name, "path leads outside the destination")
+        return "path leads outside the destination"
+    return None
+
+
+def _components(name: str) -> tuple[str, ...]:
+    """The normalised path components of a member (backslashes read as separators; ``.`` dropped)."""
+    normalised = posixpath.normpath(_posix(name))
+    return tuple(part for part in normalised.split("/") if part not in ("", "."))
+
+
+class _DestinationWriter:
+    """Writes members below ``dest_dir`` through directory file descriptors, never following a link.
+
+    Every folder is opened with O_NOFOLLOW|O_DIRECTORY relative to its parent and every file is created
+    with O_CREAT|O_EXCL|O_NOFOLLOW, so a symbolic link already in the destination (or an existing file) is
+    never followed or overwritten: nothing can land outside ``dest_dir``.
+    """
+
+    def __init__(self, archive: Path, dest_dir: Path) -> None:
+        self.archive = archive
+        self.root = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.dirs: dict[tuple[str, ...], int] = {(): self.root}
+
+    def __enter__(self) -> _DestinationWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self.dirs.values():
+            os.close(fd)
+        self.dirs.clear()
+
+    def _folder(self, name: str, parts: tuple[str, ...]) -> int:
+        """The descriptor of folder ``parts``, created (mode 755) where missing."""
+        if parts in self.dirs:
+            return self.dirs[parts]
+        parent = self._folder(name, parts[:-1])
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[-1], EXTRACTED_FOLDER_MODE, dir_fd=parent)
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError as error:
+            raise self._cannot_write(name, "/".join(parts), error) from error
+        self.dirs[parts] = fd
+        return fd
+
+    def make_dir(self, name: str, parts: tuple[str, ...]) -> None:
+        """Create the folder of a folder member."""
+        self._folder(name, parts)
+
+    def write_file(self, name: str, parts: tuple[str, ...], source: BinaryIO | None) -> None:
+        """Create a new regular file for a file member and copy its content."""
+        parent = self._folder(name, parts[:-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(parts[-1], flags, EXTRACTED_FILE_MODE, dir_fd=parent)
+        except OSError as error:
+            raise self._cannot_write(name, "/".join(parts), error) from error
+        with os.fdopen(fd, "wb") as out:
+            if source is not None:
+                shutil.copyfileobj(source, out, CHUNK_SIZE)
+
+    def _cannot_write(self, name: str, relative: str, error: OSError) -> DataError:
+        reason = error.strerror or type(error).__name__
+        if isinstance(error, FileExistsError):
+            reason = "something is already there"
+        elif error.errno in (errno.ELOOP, errno.ENOTDIR):
+            reason = f"{reason}: a link or file is in the way"
+        return DataError(
+            f"{self.archive}: cannot extract member {name!r} to {relative!r} in the destination ({reason}); "
+            "extract into an empty folder"
+        )
+
+
+def _refused_members(archive: Path, refused: list[tuple[str, str]]) -> DataError:
+    """One error naming every refused member (the first few of them if there are many)."""
+    if len(refused) == 1:
+        return _unsafe_member(archive, *refused[0])
+    shown = "; ".join(f"{_shorten(name)} ({problem})" for name, problem in refused[:MAX_NAMED_MEMBERS])
+    more = f"; and {len(refused) - MAX_NAMED_MEMBERS} more" if len(refused) > MAX_NAMED_MEMBERS else ""
+    return DataError(
+        f"{archive}: refusing to extract {len(refused)} members: {shown}{more}; this is not a plain dataset "
+        "archive, replace it with the original one"
+    )
+
+
+def _shorten(name: str, limit: int = 160) -> str:
+    """``repr(name)``, with the middle of a very long name replaced by ``...``."""
+    if len(name) <= limit:
+        return repr(name)
+    return repr(name[: limit // 2]) + "..." + repr(name[-limit // 2 :])
 
 
 def _unsafe_member(archive: Path, name: str, problem: str) -> DataError:
     """The error for a refused archive member."""
     return DataError(
-        f"{archive}: refusing to extract member {name!r} ({problem}); this is not a plain dataset archive, "
-        "replace it with the original one"
+        f"{archive}: refusing to extract member {_shorten(name)} ({problem}); "
+        "this is not a plain dataset archive, replace it with the original one"
     )
 
 

@@ -2,7 +2,9 @@
 
 Per case: every file readable; image and label present; the requested channels exist; image, channel and
 label shapes and affines agree; label values are integers among the declared labels; no NaN or Inf; the
-image is not constant. Every problem names the case and the file.
+image is not constant. Every problem names the case and the file. Hostile files (a header claiming more
+data than the file holds or than MEDNCA_MAX_IMAGE_MB allows, a broken affine) are refused by
+``mednca.data.volumes`` before anything large is read, and become a problem of their case.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from mednca.data.layout import Case, Discovery, Problem
-from mednca.data.volumes import file_sha256, read_nifti, read_voxels, select_channel
+from mednca.data.volumes import (
+    ImageLimitError,
+    file_sha256,
+    max_image_bytes,
+    read_nifti,
+    read_voxels,
+    select_channel,
+)
 from mednca.errors import DataError
 
 AFFINE_TOLERANCE_MM = 1e-3
@@ -100,7 +109,28 @@ def _label_problems(case_id: str, path: Path, voxels: np.ndarray, declared: tupl
 def validate_case(
     case: Case, declared_labels: tuple[int, ...], root: Path
 ) -> tuple[CaseRecord | None, list[Problem]]:
-    """Check one case; returns its manifest record (None if it has problems) and the problems."""
+    """Check one case; returns its manifest record (None if it has problems) and the problems.
+
+    Whatever goes wrong while reading the case's files (a DataError, a file that vanished or cannot be
+    read, not enough memory) becomes a problem of this case; the other cases are still checked.
+    """
+    try:
+        return _check_case(case, declared_labels, root)
+    except ImageLimitError:
+        raise
+    except DataError as error:
+        return None, [Problem(case.case_id, str(error))]
+    except MemoryError:
+        return None, [Problem(case.case_id, "not enough memory to check the case's volumes")]
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        reason = error.strerror or type(error).__name__
+        return None, [Problem(case.case_id, f"{where}cannot read the file ({reason})")]
+
+
+def _check_case(
+    case: Case, declared_labels: tuple[int, ...], root: Path
+) -> tuple[CaseRecord | None, list[Problem]]:
     try:
         label_image = read_nifti(case.label)
         label = read_voxels(label_image, case.label)
@@ -143,6 +173,7 @@ def validate_case(
 
 def validate_dataset(discovery: Discovery, progress: bool = False) -> ValidationReport:
     """Check every discovered case; problems found by name during discovery are kept in the report."""
+    max_image_bytes()  # a bad MEDNCA_MAX_IMAGE_MB stops here, once, rather than in every case
     report = ValidationReport(records=[], problems=list(discovery.problems))
     for case in tqdm(discovery.cases, desc="validating", unit="case", disable=not progress):
         record, problems = validate_case(case, discovery.labels, discovery.root)
