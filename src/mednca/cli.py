@@ -8,36 +8,93 @@ import sys
 from pathlib import Path
 
 from mednca.errors import MednCAError
-from mednca.logs import configure_logging
+from mednca.logs import configure_logging, run_reported
 
 log = logging.getLogger("mednca")
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got '{text}'")
+    return items
 
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(item) for item in _comma_list(text))
-    except ValueError as error:
+        values = tuple(int(item) for item in _comma_list(text))
+    except (ValueError, argparse.ArgumentTypeError) as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from error
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError(f"expected integers of 0 or more, got '{text}'")
+    return values
+
+
+def _integer_from(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from error
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+_positive = _integer_from(1)
+_natural = _integer_from(0)
+
+
+def _inputs(args: argparse.Namespace, *names: str) -> list[Path]:
+    """The paths given in the named arguments that are set (single paths or lists)."""
+    paths = []
+    for name in names:
+        value = getattr(args, name)
+        paths += (
+            [Path(v) for v in value] if isinstance(value, list) else [] if value is None else [Path(value)]
+        )
+    return paths
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a dataset folder; print one line per problem; 0 only if every case is clean."""
     from mednca.data.layout import detect_layout, discover
     from mednca.data.validate import validate_dataset
+    from mednca.errors import DataError
 
     folder = Path(args.path)
-    layout = args.layout or detect_layout(folder)
-    discovery = discover(folder, layout, args.modalities, args.sequences)
-    report = validate_dataset(discovery, progress=args.progress)
+    try:
+        layout = args.layout or detect_layout(folder)
+        discovery = discover(folder, layout, args.modalities, args.sequences)
+        report = validate_dataset(discovery, progress=args.progress)
+    except MednCAError:
+        raise
+    except MemoryError as error:
+        raise DataError(f"{folder}: not enough memory to validate the dataset") from error
+    except OSError as error:
+        where = error.filename or folder
+        raise DataError(f"{where}: cannot read ({error.strerror or type(error).__name__})") from error
+    except Exception as error:  # last resort: one line, never a traceback, for whatever input
+        reason = " ".join(str(error).split()) or "no details"
+        raise DataError(
+            f"{folder}: validation stopped on an unexpected {type(error).__name__} ({reason}); "
+            "please report this with the file that caused it"
+        ) from error
     for problem in report.problems:
-        print(problem)
+        print(" ".join(str(problem).splitlines()))
     bad_cases = {p.case_id for p in report.problems}
+    listed = ""
+    if discovery.listed_cases is not None:
+        listed = (
+            f"dataset.json lists {discovery.listed_cases} case(s), {discovery.found_cases} found on disk, "
+        )
     print(
-        f"{layout} dataset {discovery.root}: {len(report.records)} valid case(s), "
+        f"{layout} dataset {discovery.root}: {listed}{len(report.records)} valid case(s), "
         f"{len(report.problems)} problem(s) in {len(bad_cases)} case(s)",
         file=sys.stderr,
     )
@@ -94,8 +151,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Write the effective config: config/config.yaml, the given files merged over it, defaults filled."""
     import yaml
 
-    from mednca.io import atomic_path
+    from mednca.io import atomic_path, check_output
 
+    if args.output is not None:
+        check_output(Path(args.output), _inputs(args, "config"))
     text = yaml.safe_dump(load_config(args.config, Path(args.schema)), sort_keys=True)
     if args.output is None:
         print(text, end="")
@@ -108,11 +167,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
     from mednca.config import preprocessing_of
-    from mednca.train.loop import TrainingSettings
-    from mednca.train.stages import train_stage
+    from mednca.io import check_output
+    from mednca.train.loop import CHECKPOINT_NAME, LOG_NAME, TrainingSettings
+    from mednca.train.stages import SUMMARY_NAME, train_stage
 
+    data, output = Path(args.data), Path(args.output)
+    inputs = [data / "manifest.csv", *_inputs(args, "config", "init_model")]
+    for path in (output, *(output.parent / name for name in (CHECKPOINT_NAME, LOG_NAME, SUMMARY_NAME))):
+        check_output(path, inputs)
     config = load_config(args.config, Path(args.schema))
-    data = Path(args.data)
     dataset = args.dataset or data.name
     if dataset not in config["dataset_settings"]:
         raise MednCAError(f"no dataset_settings for '{dataset}' in the config (pass --dataset or --config)")
@@ -140,8 +203,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a model file on a dataset's test split."""
     from mednca.evaluate.evaluation import evaluate_stage
+    from mednca.io import check_output
 
     data, out = Path(args.data), Path(args.out_dir)
+    inputs = [Path(args.model), *(data / name for name in ("manifest.csv", "cases.csv", "source.json"))]
+    for name in ("per_case.csv", "summary.json"):
+        check_output(out / name, inputs)
     evaluate_stage(
         model_path=Path(args.model),
         manifest_csv=data / "manifest.csv",
@@ -169,9 +236,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line that names the argument (its subcommands too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="mednca", description=__doc__)
+    parser = OneLineParser(prog="mednca", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check an MSD- or BraTS-layout dataset folder")
@@ -193,11 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     phantom = commands.add_parser("phantom", help="write a synthetic MSD-layout phantom dataset")
     phantom.add_argument("out_dir")
-    phantom.add_argument("--cases", type=int, default=10)
-    phantom.add_argument("--seed", type=int, default=0)
-    phantom.add_argument("--shape", type=int, nargs=3, default=(32, 40, 24), metavar=("X", "Y", "Z"))
-    phantom.add_argument("--shape-jitter", type=int, default=4)
-    phantom.add_argument("--modalities", type=int, default=1)
+    phantom.add_argument("--cases", type=_positive, default=10)
+    phantom.add_argument("--seed", type=_natural, default=0)
+    phantom.add_argument("--shape", type=_positive, nargs=3, default=(32, 40, 24), metavar=("X", "Y", "Z"))
+    phantom.add_argument("--shape-jitter", type=_natural, default=4)
+    phantom.add_argument("--modalities", type=_positive, default=1)
     phantom.set_defaults(handler=cmd_phantom)
 
     fetch = commands.add_parser("fetch", help="use, extract or download a dataset into DATA_DIR/FOLDER")
@@ -230,9 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--schema", default=str(DEFAULT_SCHEMA), help=argparse.SUPPRESS)
     train.add_argument("--dataset", help="dataset name in the config (default: the data folder's name)")
-    train.add_argument("--epochs", type=int, help="override the configured number of epochs")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-cases", type=int, help="train on this many training cases only")
+    train.add_argument("--epochs", type=_positive, help="override the configured number of epochs")
+    train.add_argument("--seed", type=_natural, default=0)
+    train.add_argument("--max-cases", type=_positive, help="train on this many training cases only")
     train.add_argument("--init-model", help="model file to fine-tune instead of starting from scratch")
     train.add_argument("--device", default="auto")
     train.set_defaults(handler=cmd_train)
@@ -241,10 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="model file (model.pt)")
     evaluate.add_argument("data", help=data_help)
     evaluate.add_argument("out_dir", help="folder for per_case.csv, summary.json and predictions/")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
+    evaluate.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--runs", type=int, default=10, help="runs averaged for NCAs (gives the NQM)")
+    evaluate.add_argument("--batch-size", type=_positive, default=64)
+    evaluate.add_argument("--runs", type=_positive, default=10, help="runs averaged for NCAs (gives the NQM)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
@@ -253,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", required=True, nargs="+", help="image file, or one 3D file per channel in training order"
     )
     predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
-    predict.add_argument("--seed", type=int, default=0, help="seed of the NCA's random cell updates")
-    predict.add_argument("--runs", type=int, default=1, help="NCA runs averaged (the NQM is logged)")
+    predict.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
+    predict.add_argument("--runs", type=_positive, default=1, help="NCA runs averaged (the NQM is logged)")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=cmd_predict)
     return parser
@@ -264,11 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mednca`` console script."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    try:
-        return args.handler(args)
-    except MednCAError as error:
-        log.error("%s", error)
-        return 2
+    return run_reported(lambda: args.handler(args), failure_status=2)
 
 
 if __name__ == "__main__":

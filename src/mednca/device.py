@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
+
+from mednca.errors import ConfigError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, then Apple MPS, then CPU; otherwise the named device."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``auto`` -> CUDA if available, then Apple MPS, then CPU; otherwise the named device.
+
+    Raises ConfigError for a name that is not auto, cpu, cuda, cuda:N or mps, and for a device this
+    machine does not have.
+    """
+    if not DEVICE_PATTERN.match(str(name)):
+        raise ConfigError(f"device '{name}' is unknown; use auto, cpu, cuda, cuda:N or mps")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device '{name}': this machine has no CUDA GPU (PyTorch sees none); use auto or cpu"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}': there are only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}': Apple MPS is not available on this machine; use auto or cpu")
+    return device
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -1,16 +1,29 @@
-"""Writing files so that a crash never leaves a half-written result behind."""
+"""Writing files so that a crash never leaves a half-written result behind, nor destroys anything else.
+
+Every result goes through ``atomic_path``: it is written to a temporary file beside its destination and
+renamed over it only once complete. Before anything is written the destination is checked: it must not be
+a folder, a device, a FIFO or a socket (a rename would replace the special file itself), its parent must be
+a folder, and it must not be one of the command's own inputs (``check_output``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from mednca.errors import DataError
+
+#: Errors of the file system itself (full disk, quota, read-only, permissions), reported in one line.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
 
 def _umask() -> int:
@@ -20,20 +33,78 @@ def _umask() -> int:
     return mask
 
 
+def check_writable_destination(path: Path) -> None:
+    """Refuse a destination that is a folder or a special file, or whose parent is not a folder."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise DataError("the output path is empty; give a file name")
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as error:
+        raise DataError(f"{path}: cannot use it as an output ({error.strerror})") from error
+    if mode is not None and stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a folder; give a file name as output")
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise DataError(
+            f"{path}: exists and is not a regular file (a device, FIFO or socket); refusing to replace it"
+        )
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{path}: cannot be written, {parent} is not a folder")
+            break
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """True if two paths name the same file: equal once resolved, or the same inode (hard links)."""
+    if Path(first).resolve() == Path(second).resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def check_output(output: Path, inputs: Iterable[Path], what: str = "output") -> None:
+    """Refuse an ``output`` that cannot be written safely or that is one of ``inputs``, naming both."""
+    check_writable_destination(output)
+    for source in inputs:
+        if same_file(output, source):
+            raise DataError(
+                f"{what} {output} is the input {source}; refusing to overwrite it, choose another {what}"
+            )
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    A full disk or a read-only folder becomes a DataError naming ``path``; the previous file is unchanged
+    and no temporary file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
+    check_writable_destination(path)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         yield Path(temporary)
+        check_writable_destination(path)  # nothing special may have appeared there while writing
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise DataError(
+            f"{path}: cannot be written ({os.strerror(error.errno)}); any previous file there is unchanged"
+        ) from error
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,8 +1,9 @@
-"""Logging set-up shared by the workflow scripts and the command line."""
+"""Logging set-up shared by the workflow scripts and the command line, and how a failed stage is reported."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 from mednca.errors import MednCAError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Set to 1 to see the traceback of an unexpected error instead of its one-line summary.
+TRACEBACK_VARIABLE = "MEDNCA_TRACEBACK"
+
+log = logging.getLogger("mednca")
 
 
 def configure_logging(log_file: Path | None = None, level: int = logging.INFO) -> None:
@@ -21,11 +26,46 @@ def configure_logging(log_file: Path | None = None, level: int = logging.INFO) -
     logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
 
 
-def run_logged(stage: Callable[[], object], log_file: Path | None = None) -> None:
-    """Run a stage; a MednCAError becomes one logged error line and exit status 1, not a traceback."""
-    configure_logging(log_file)
+def failure_message(error: BaseException) -> str:
+    """What a user is told when ``error`` ended a stage: its own message, or a one-line summary."""
+    if isinstance(error, MednCAError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, MemoryError):
+        return "out of memory; free memory, use smaller inputs or a smaller batch size"
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (
+        f"unexpected {type(error).__name__}{': ' + detail if detail else ''} "
+        f"(set {TRACEBACK_VARIABLE}=1 to see where it happened)"
+    )
+
+
+def run_reported(stage: Callable[[], object], failure_status: int = 1) -> int:
+    """Run ``stage``; its exit status if it returns one, else 0.
+
+    An error becomes one logged line and ``failure_status`` (130 when interrupted).
+    """
     try:
+        result = stage()
+        return result if isinstance(result, int) else 0
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as error:
+        if os.environ.get(TRACEBACK_VARIABLE) == "1" and not isinstance(error, MednCAError):
+            raise
+        log.error("%s", failure_message(error))
+        return failure_status
+
+
+def run_logged(stage: Callable[[], object], log_file: Path | None = None) -> None:
+    """Run a workflow script's stage, logging to ``log_file``; any failure exits with one error line."""
+    configure_logging(log_file)
+
+    def call() -> None:
         stage()
-    except MednCAError as error:
-        logging.getLogger("mednca").error("%s", error)
-        sys.exit(1)
+
+    status = run_reported(call)
+    if status:
+        sys.exit(status)

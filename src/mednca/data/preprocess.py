@@ -6,6 +6,7 @@ A volume (C, X, Y, Z) is cut along ``slice_axis`` into S slices, each resized in
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,24 @@ def normalise_intensity(
 
 def _normalise_channel(channel: np.ndarray, method: str, lower: float, upper: float) -> np.ndarray:
     channel = channel.astype(np.float64)
+    if not np.isfinite(channel).all():
+        raise DataError(
+            f"image has {int((~np.isfinite(channel)).sum())} NaN/Inf voxel(s); cannot normalise it"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        normalised = _normalised_values(channel, method, lower, upper)
+    if not np.isfinite(normalised).all():
+        raise _overflow_error(channel)
+    return normalised
+
+
+def _overflow_error(channel: np.ndarray) -> DataError:
+    return DataError(
+        f"image intensities (from {channel.min():.3g} to {channel.max():.3g}) overflow when normalised"
+    )
+
+
+def _normalised_values(channel: np.ndarray, method: str, lower: float, upper: float) -> np.ndarray:
     if method == "percentile":
         low, high = np.percentile(channel, [lower, upper])
         if high <= low:
@@ -79,9 +98,12 @@ def _normalise_channel(channel: np.ndarray, method: str, lower: float, upper: fl
         return (np.clip(channel, low, high) - low) / (high - low)
     if method == "zscore":
         foreground = channel[channel != 0]
-        if foreground.size < 2 or foreground.std() == 0:
+        std = foreground.std() if foreground.size else 0.0
+        if not np.isfinite(std):
+            raise _overflow_error(channel)
+        if foreground.size < 2 or std == 0:
             raise DataError("image has no non-zero contrast; cannot z-score it")
-        return np.where(channel != 0, (channel - foreground.mean()) / foreground.std(), 0.0)
+        return np.where(channel != 0, (channel - foreground.mean()) / std, 0.0)
     raise ValueError(f"unknown intensity method '{method}' (expected 'percentile' or 'zscore')")
 
 
@@ -187,5 +209,5 @@ def load_slices(path: Path) -> tuple[np.ndarray, np.ndarray, SliceGeometry]:
     try:
         with np.load(path) as arrays:
             return arrays["image"], arrays["label"], SliceGeometry.from_arrays(arrays)
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: cannot read preprocessed slices ({error}); delete it and re-run") from error

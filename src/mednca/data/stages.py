@@ -75,7 +75,12 @@ def fetch_stage(
 
 def dataset_folder(source_json: Path) -> Path:
     """The dataset folder recorded by ``fetch_stage``."""
-    return Path(json.loads(Path(source_json).read_text())["folder"])
+    try:
+        return Path(json.loads(Path(source_json).read_text())["folder"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(
+            f"{source_json}: cannot read the dataset folder from it ({error}); re-run fetch"
+        ) from error
 
 
 def validate_stage(
@@ -104,12 +109,22 @@ def case_from_record(record: pd.Series, root: Path) -> Case:
     return Case(str(record["case_id"]), tuple(channels), root / str(record["label_file"]))
 
 
+TABLE_COLUMNS = {
+    "manifest": ("case_id", "split"),
+    "table of valid cases": ("case_id", "image_files", "label_file"),
+}
+
+
 def read_table(path: Path, what: str) -> pd.DataFrame:
-    """Read a CSV the pipeline wrote, naming the file if it is missing or unreadable."""
+    """Read a CSV the pipeline wrote, naming the file if it is missing, unreadable or lacks a column."""
     try:
-        return pd.read_csv(path, dtype={"case_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        table = pd.read_csv(path, dtype={"case_id": str})
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"{path}: cannot read the {what} ({error})") from error
+    missing = [column for column in TABLE_COLUMNS.get(what, ()) if column not in table.columns]
+    if missing:
+        raise DataError(f"{path}: the {what} lacks column(s) {', '.join(missing)}; re-run the data stage")
+    return table
 
 
 def preprocess_stage(

@@ -24,6 +24,7 @@ from mednca.data.preprocess import binarise_label, slices_to_volume
 from mednca.data.stages import case_from_record, dataset_folder, read_table
 from mednca.data.volumes import CaseVolume, load_case, save_label_map
 from mednca.device import peak_memory_mb, resolve_device
+from mednca.errors import ConfigError, DataError
 from mednca.evaluate.inference import case_generator, predict_slices, prepare_slices
 from mednca.evaluate.metrics import dice_score, hd95
 from mednca.io import write_csv, write_json
@@ -50,8 +51,17 @@ class Segmenter:
     model: nn.Module
     preprocessing: dict[str, Any]
     device: torch.device
+    model_path: Path
     runs: int = 1
     batch_size: int = 64
+
+    def check_channels(self, channels: int, source: str) -> None:
+        """Refuse input of ``channels`` channels (from ``source``) unless the model was trained on as many."""
+        expected = self.model.in_channels // self.preprocessing.get("repeat_channels", 1)
+        if channels != expected:
+            raise DataError(
+                f"{self.model_path}: the model takes {expected} input channel(s), {source} has {channels}"
+            )
 
     def segment(
         self,
@@ -75,9 +85,11 @@ class Segmenter:
 
 def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: int) -> Segmenter:
     """A Segmenter from a model file (the NCA ``runs`` only apply to stochastic models)."""
+    if runs < 1 or batch_size < 1:
+        raise ConfigError(f"runs ({runs}) and batch size ({batch_size}) must be at least 1")
     device = resolve_device(device_name)
     model, payload = load_model(model_path, device)
-    return Segmenter(model, payload["preprocessing"], device, runs, batch_size)
+    return Segmenter(model, payload["preprocessing"], device, Path(model_path), runs, batch_size)
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
@@ -95,11 +107,32 @@ def score(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...])
     }
 
 
-def held_out_cases(manifest_csv: Path, cases_csv: Path, source_json: Path) -> list:
-    """The Case objects of the test split, sorted by id."""
+def held_out_cases(
+    manifest_csv: Path, cases_csv: Path, source_json: Path, segmenter: Segmenter | None = None
+) -> list:
+    """The Case objects of the test split, sorted by id; checked to have the channels a segmenter takes."""
     records = read_table(cases_csv, "table of valid cases").set_index("case_id", drop=False)
     root = dataset_folder(source_json)
-    return [case_from_record(records.loc[case_id], root) for case_id in split_case_ids(manifest_csv, "test")]
+    cases = []
+    for case_id in split_case_ids(manifest_csv, "test"):
+        if case_id not in records.index:
+            raise DataError(
+                f"{manifest_csv}: test case {case_id} is not in {cases_csv}; re-run the data stage"
+            )
+        cases.append(case_from_record(records.loc[case_id], root))
+    for case in cases if segmenter is not None else []:
+        segmenter.check_channels(len(case.channels), f"test case {case.case_id} of {root}")
+    return cases
+
+
+def segment_case(
+    segmenter: Segmenter, case_id: str, image: np.ndarray, affine: np.ndarray, generator, **options
+) -> Segmentation:
+    """``segmenter.segment`` of a test case's (C, X, Y, Z) image; a problem with its voxels names the case."""
+    try:
+        return segmenter.segment(image, affine, generator, **options)
+    except DataError as error:
+        raise DataError(f"case {case_id}: {error}") from error
 
 
 def load_test_case(case, foreground_labels: tuple[int, ...]) -> tuple[CaseVolume, np.ndarray]:
@@ -141,11 +174,11 @@ def evaluate_stage(
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     foreground = tuple(segmenter.preprocessing["foreground_labels"])
     rows = []
-    for case in tqdm(held_out_cases(manifest_csv, cases_csv, source_json), desc="evaluating", unit="case"):
+    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
+    for case in tqdm(cases, desc="evaluating", unit="case"):
         volume, truth = load_test_case(case, foreground)
-        result = segmenter.segment(
-            volume.image, volume.affine, case_generator(seed, case.case_id, segmenter.device)
-        )
+        generator = case_generator(seed, case.case_id, segmenter.device)
+        result = segment_case(segmenter, case.case_id, volume.image, volume.affine, generator)
         save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", result.label, volume.affine)
         metrics = score(result.label, truth, spacing_of(volume.affine))
         rows.append(

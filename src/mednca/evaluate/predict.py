@@ -9,11 +9,29 @@ import numpy as np
 import torch
 
 from mednca.data.layout import Channel
-from mednca.data.volumes import read_nifti, read_voxels, save_label_map, select_channel
+from mednca.data.volumes import (
+    check_affine,
+    is_compressed_nifti,
+    read_nifti,
+    read_voxels,
+    require_finite,
+    save_label_map,
+    select_channel,
+)
 from mednca.errors import DataError
 from mednca.evaluate.evaluation import load_segmenter
+from mednca.io import check_output
 
 log = logging.getLogger(__name__)
+
+
+def _read_channels(path: Path, indices: list[int | None]) -> list[np.ndarray]:
+    """(X, Y, Z) input channels of a NIfTI file, refused if any voxel is NaN or infinite."""
+    voxels = read_voxels(read_nifti(path), path)
+    channels = [select_channel(voxels, Channel(path, index)) for index in indices]
+    for channel in channels:
+        require_finite(channel, path)
+    return channels
 
 
 def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -21,14 +39,15 @@ def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.nda
 
     One file: its channels are chosen as in training (the configured modalities of a 4D image; a 3D image
     is one channel). Several files: one 3D volume per channel, in the order the model was trained with.
+    The affine must be finite and invertible; every voxel must be finite.
     """
     first = read_nifti(inputs[0])
+    check_affine(first, inputs[0])
     if len(inputs) == 1:
-        voxels = read_voxels(first, inputs[0])
-        indices = preprocessing["modalities"] if voxels.ndim == 4 else [None]
-        channels = [select_channel(voxels, Channel(inputs[0], index)) for index in indices]
+        indices = preprocessing["modalities"] if len(first.shape) == 4 else [None]
+        channels = _read_channels(inputs[0], indices)
     else:
-        channels = [select_channel(read_voxels(read_nifti(path), path), Channel(path)) for path in inputs]
+        channels = [channel for path in inputs for channel in _read_channels(path, [None])]
     shapes = {channel.shape for channel in channels}
     if len(shapes) != 1:
         raise DataError(
@@ -47,18 +66,22 @@ def predict_file(
 ) -> np.ndarray:
     """Segment the volume in ``inputs`` and write a {0, 1} label map with the input's shape and affine.
 
-    An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is logged.
+    An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is logged. The output
+    is checked before anything is computed: a ``.nii`` or ``.nii.gz`` name that is none of the inputs nor
+    the model file.
     """
-    segmenter = load_segmenter(Path(model_path), device_name, runs, batch_size=64)
-    preprocessing = segmenter.preprocessing
-    image, affine = read_input_channels([Path(p) for p in inputs], preprocessing)
-    expected = segmenter.model.in_channels // preprocessing.get("repeat_channels", 1)
-    if image.shape[0] != expected:
-        raise DataError(
-            f"{model_path}: the model takes {expected} input channel(s), the input has {image.shape[0]}"
-        )
-    result = segmenter.segment(image, affine, torch.Generator(device=segmenter.device).manual_seed(seed))
-    save_label_map(Path(output), result.label, affine)
+    model_path, inputs, output = Path(model_path), [Path(p) for p in inputs], Path(output)
+    check_output(output, [model_path, *inputs])
+    is_compressed_nifti(output)
+    segmenter = load_segmenter(model_path, device_name, runs, batch_size=64)
+    image, affine = read_input_channels(inputs, segmenter.preprocessing)
+    segmenter.check_channels(image.shape[0], "the input")
+    generator = torch.Generator(device=segmenter.device).manual_seed(seed)
+    try:
+        result = segmenter.segment(image, affine, generator)
+    except DataError as error:
+        raise DataError(f"{inputs[0]}: {error}") from error
+    save_label_map(output, result.label, affine)
     log.info(
         "wrote %s: %d foreground voxels of %d (NQM %.4f)",
         output,

@@ -39,7 +39,7 @@ def trajectory_stage(
         raise MednCAError(
             f"{model_path}: {type(segmenter.model).__name__} is not an NCA, it has no trajectory"
         )
-    cases = held_out_cases(manifest_csv, cases_csv, source_json)
+    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
     if not cases:
         raise MednCAError(f"{manifest_csv}: no test case to record an NCA trajectory on")
     case = cases[0]

@@ -24,6 +24,7 @@ from mednca.evaluate.evaluation import (
     load_segmenter,
     load_test_case,
     score,
+    segment_case,
     spacing_of,
 )
 from mednca.evaluate.inference import case_generator, normalise
@@ -64,7 +65,9 @@ def run_case(
         image, label = np.moveaxis(image, 0, axis + 1), np.moveaxis(label, 0, axis)
         generator = case_generator(seed, case.case_id, segmenter.device)
         size = model_input_size(segmenter, perturbation)
-        result = segmenter.segment(image, volume.affine, generator, size, normalised=geometric)
+        result = segment_case(
+            segmenter, case.case_id, image, volume.affine, generator, size=size, normalised=geometric
+        )
         metrics = score(result.label, label, spacing_of(volume.affine))
         rows.append(
             {
@@ -111,7 +114,7 @@ def robustness_stage(
     One process runs every study, so the model and the cases are loaded once.
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
-    cases = held_out_cases(manifest_csv, cases_csv, source_json)[:max_cases]
+    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)[:max_cases]
     levels = levels or {}
     tables = []
     for study, out_csv in studies.items():

@@ -6,16 +6,19 @@ constructor arguments, its weights and the preprocessing it was trained with.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import torch
 from torch import nn
 
+from mednca.config import PREPROCESSING_KEYS, load_yaml
 from mednca.errors import DataError
 from mednca.io import atomic_path
-from mednca.models import build_model
+from mednca.models import MODELS, build_model, size_multiple
+
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -28,8 +31,11 @@ def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``, naming the file if it is missing or damaged."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise DataError(f"{path}: cannot load model checkpoint ({error})") from error
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: no such model file") from error
+    except Exception as error:  # torch.load raises many types for damaged or malicious files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: cannot load model checkpoint ({reason})") from error
 
 
 def model_payload(
@@ -46,11 +52,103 @@ def model_payload(
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from its ``model.pt``; returns the model (eval mode) and the whole payload."""
+    """Rebuild a trained model from its ``model.pt``; returns the model (eval mode) and the whole payload.
+
+    Every part of the file is checked before use (model name, constructor arguments, weight shapes and
+    values, stored preprocessing), so a damaged or tampered file is a DataError naming it.
+    """
     payload = load(path)
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: not a mednca model file (it holds a {type(payload).__name__})")
     missing = {"model", "in_channels", "arguments", "state_dict", "preprocessing"} - set(payload)
     if missing:
         raise DataError(f"{path}: not a mednca model file (missing {', '.join(sorted(missing))})")
-    model = build_model(payload["model"], payload["in_channels"], **payload["arguments"])
-    model.load_state_dict(payload["state_dict"])
+    in_channels = payload["in_channels"]
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise DataError(f"{path}: damaged model file: in_channels is {in_channels!r}, not a positive integer")
+    if not isinstance(payload["arguments"], dict):
+        raise DataError(f"{path}: damaged model file: its model arguments are not a mapping")
+    problem = preprocessing_problem(payload["preprocessing"])
+    if problem is not None:
+        raise DataError(f"{path}: damaged model file: stored preprocessing {problem}")
+    model = _build_stored_model(path, payload["model"], in_channels, payload["arguments"])
+    _check_fit(path, model, payload["preprocessing"])
+    _load_weights(path, model, payload["state_dict"])
     return model.to(device).eval(), payload
+
+
+def stored_channels(preprocessing: dict[str, Any]) -> int:
+    """Input channels of the data a model was trained on (before any repetition for fine-tuning)."""
+    return len(
+        preprocessing["modalities"] if preprocessing["layout"] == "msd" else preprocessing["sequences"]
+    )
+
+
+def _check_fit(path: Path, model: nn.Module, preprocessing: dict[str, Any]) -> None:
+    """Refuse a file whose model cannot take the images its preprocessing makes."""
+    channels = stored_channels(preprocessing) * preprocessing.get("repeat_channels", 1)
+    if channels != model.in_channels:
+        raise DataError(
+            f"{path}: damaged model file: its preprocessing makes {channels} input channel(s), "
+            f"its model takes {model.in_channels}"
+        )
+    multiple = size_multiple(model)
+    if any(side % multiple for side in preprocessing["image_size"]):
+        raise DataError(
+            f"{path}: damaged model file: image size {preprocessing['image_size']} is not a multiple of "
+            f"{multiple}, which its model needs"
+        )
+
+
+def _build_stored_model(path: Path, name: Any, in_channels: int, arguments: dict) -> nn.Module:
+    """The model a file names, built with its stored arguments; any failure names the file."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise DataError(f"{path}: holds an unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    try:
+        return build_model(name, in_channels, **arguments)
+    except Exception as error:  # a constructor can fail in many ways on tampered arguments
+        raise DataError(
+            f"{path}: cannot build its '{name}' model from the stored arguments ({error})"
+        ) from error
+
+
+def _load_weights(path: Path, model: nn.Module, state_dict: Any) -> None:
+    """Load stored weights into ``model``; refuse missing, extra, misshapen or non-finite ones."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise DataError(f"{path}: damaged model file: its weights are not a mapping of tensors")
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) or first[0]
+        raise DataError(
+            f"{path}: its weights do not fit its '{type(model).__name__}' model ({detail})"
+        ) from error
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(
+                f"{path}: weight '{name}' holds NaN or infinite values; the model file is damaged"
+            )
+
+
+def preprocessing_problem(preprocessing: Any) -> str | None:
+    """What is wrong with a model file's stored preprocessing (checked against the config schema), or None."""
+    if not isinstance(preprocessing, dict):
+        return "is not a mapping"
+    dataset_schema = load_yaml(SCHEMA_PATH)
+    properties = dataset_schema["$defs"]["dataset"]["properties"]
+    for key in PREPROCESSING_KEYS:
+        if key not in preprocessing:
+            return f"lacks '{key}'"
+        validator = jsonschema.Draft202012Validator({**properties[key], "$defs": dataset_schema["$defs"]})
+        error = jsonschema.exceptions.best_match(validator.iter_errors(preprocessing[key]))
+        if error is not None:
+            return f"'{key}' is invalid: {error.message}"
+        stored = preprocessing[key] if isinstance(preprocessing[key], dict) else {}
+        absent = set(properties[key].get("properties", {})) - set(stored)
+        if stored and absent:  # a stored block has every default filled in
+            return f"'{key}' lacks {', '.join(sorted(absent))}"
+    repeat = preprocessing.get("repeat_channels", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        return f"'repeat_channels' is {repeat!r}, not a positive integer"
+    return None

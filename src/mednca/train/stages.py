@@ -18,12 +18,14 @@ from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
 from mednca.train.loop import TrainingSettings, train_model
 
+SUMMARY_NAME = "training.json"
+
 log = logging.getLogger(__name__)
 
 
 def _transfer_source(init_model: Path, model_name: str, data_channels: int) -> tuple[dict[str, Any], int]:
     """The source model file's payload and how often to repeat the target's channels to match its input."""
-    payload = checkpoint.load(init_model)
+    _, payload = checkpoint.load_model(init_model)  # checks every part of the file
     if payload.get("model") != model_name:
         raise DataError(f"{init_model}: holds a '{payload.get('model')}' model, not '{model_name}'")
     source_channels = int(payload["in_channels"])
@@ -96,4 +98,4 @@ def train_stage(
         model_name, in_channels, arguments, model.cpu(), {**preprocessing, "repeat_channels": repeat}
     )
     checkpoint.save(model_path, {**payload, "training": summary})
-    write_json(out_dir / "training.json", summary)
+    write_json(out_dir / SUMMARY_NAME, summary)
