@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo repro paper test lint bench clean-demo
+.PHONY: install demo repro paper unlock test lint bench clean-demo
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,16 @@ demo: install
 
 repro: demo
 
+# Incomplete jobs of a killed run are re-run (rerun-incomplete, also in profiles/default) and training resumes
+# from its last checkpoint.
 paper: install
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+
+# A run killed with kill -9 (or a power loss) leaves Snakemake's lock behind, and the next run stops with
+# "Directory cannot be locked". Once sure no other run is using this folder: `make unlock`, then repeat
+# `make demo` or `make paper`; it picks up where it stopped.
+unlock: install
+	$(BIN)/snakemake --unlock
 
 test: install
 	$(BIN)/pytest -q

@@ -102,7 +102,164 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     missing = [name for name in filled["datasets"] if name not in filled["dataset_settings"]]
     if missing:
         raise ConfigError(f"config key 'datasets': no entry in 'dataset_settings' for {', '.join(missing)}")
+    check_semantics(filled)
     return canonical(filled)
+
+
+def _invalid(key: str, problem: str) -> ConfigError:
+    """The one-line error for a config key whose value the schema accepts but the pipeline cannot use."""
+    return ConfigError(f"config key '{key}': {problem}")
+
+
+def _names(values: list) -> str:
+    """``values`` as a comma-separated list for a message."""
+    return ", ".join(str(value) for value in values)
+
+
+def dataset_models(config: dict, dataset: str) -> list[str]:
+    """Models trained on ``dataset`` (filled-in config): its own ``models`` list, else the top-level one."""
+    return config["dataset_settings"][dataset]["models"] or config["models"]
+
+
+def input_channels(settings: dict) -> int:
+    """Image channels of a dataset's slices: its ``modalities`` (msd layout) or ``sequences`` (brats)."""
+    return len(settings["modalities"] if settings["layout"] == "msd" else settings["sequences"])
+
+
+def model_runs(config: dict) -> list[tuple[str, str, str]]:
+    """(dataset, model, config key that puts the model there) of every model that runs on a dataset:
+    trained on it, or fine-tuned on it by a ``transfer`` entry."""
+    runs = []
+    for dataset in config["datasets"]:
+        key = (
+            "models"
+            if config["dataset_settings"][dataset]["models"] is None
+            else f"dataset_settings.{dataset}.models"
+        )
+        runs += [(dataset, model, key) for model in dataset_models(config, dataset)]
+    runs += [
+        (entry["target"], entry["model"], f"transfer[{index}]")
+        for index, entry in enumerate(config["transfer"])
+    ]
+    return runs
+
+
+def check_semantics(config: dict) -> None:
+    """Raise ConfigError for values that pass the schema but that the pipeline cannot run, naming the key.
+
+    Checked on the filled-in config, before anything is planned: the device name, every dataset's model
+    list, intensity window and synthetic channels, the ``transfer`` entries, the robustness levels (the first
+    must be the study's clean value), each model's architecture and the image sizes its models can take.
+    """
+    _check_device(config["device"])
+    for dataset in config["datasets"]:
+        _check_dataset(dataset, config["dataset_settings"][dataset], config)
+    _check_transfer(config)
+    _check_levels(config["robustness"]["levels"])
+    _check_architectures(config)
+
+
+def _check_device(device: str) -> None:
+    from mednca.device import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(device):
+        raise _invalid(
+            "device", f"'{device}' is not a device; use auto, cpu, cuda, cuda:N (e.g. cuda:0) or mps"
+        )
+
+
+def _check_dataset(dataset: str, settings: dict, config: dict) -> None:
+    key = f"dataset_settings.{dataset}"
+    if not dataset_models(config, dataset):
+        raise _invalid(f"{key}.models", "no model runs on this dataset; list at least one model")
+    intensity = settings["intensity"]
+    if intensity["method"] == "percentile" and intensity["lower"] >= intensity["upper"]:
+        raise _invalid(
+            f"{key}.intensity",
+            f"lower percentile {intensity['lower']} must be below upper percentile {intensity['upper']}",
+        )
+    synthetic = settings["synthetic"]
+    if synthetic is not None and settings["layout"] == "msd":
+        beyond = [index for index in settings["modalities"] if index >= synthetic["modalities"]]
+        if beyond:
+            raise _invalid(
+                f"{key}.modalities",
+                f"channel(s) {_names(beyond)} do not exist: 'synthetic.modalities' generates "
+                f"{synthetic['modalities']} channel(s), numbered from 0",
+            )
+
+
+def _check_transfer(config: dict) -> None:
+    datasets = config["datasets"]
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, entry in enumerate(config["transfer"]):
+        key = f"transfer[{index}]"
+        for end in ("source", "target"):
+            if entry[end] not in datasets:
+                raise _invalid(f"{key}.{end}", f"'{entry[end]}' is not in 'datasets' ({_names(datasets)})")
+        source_models = dataset_models(config, entry["source"])
+        if entry["model"] not in source_models:
+            raise _invalid(
+                f"{key}.model",
+                f"'{entry['model']}' is not trained on source '{entry['source']}' (its models: "
+                f"{_names(source_models)})",
+            )
+        triple = (entry["model"], entry["source"], entry["target"])
+        if triple in seen:
+            raise _invalid(key, f"repeats transfer[{seen[triple]}] (same model, source and target)")
+        seen[triple] = index
+        source_channels = input_channels(config["dataset_settings"][entry["source"]])
+        target_channels = input_channels(config["dataset_settings"][entry["target"]])
+        if target_channels not in (1, source_channels):
+            raise _invalid(
+                f"{key}.target",
+                f"'{entry['target']}' has {target_channels} input channels but source '{entry['source']}' "
+                f"has {source_channels}; fine-tuning needs equal channels or a single-channel target",
+            )
+
+
+def _check_levels(levels: dict[str, list[float]]) -> None:
+    if not levels:
+        return
+    # The clean value is the perturbation code's own (the schema checks the study names and value ranges).
+    from mednca.perturb.studies import identity_value
+
+    for study, values in levels.items():
+        clean = identity_value(study)
+        if float(values[0]) != clean:
+            raise _invalid(
+                f"robustness.levels.{study}",
+                f"the first level must be the clean (unperturbed) value {clean:g} of study '{study}', "
+                f"got {values[0]:g}",
+            )
+
+
+def _check_architectures(config: dict) -> None:
+    """Build every model that runs (on PyTorch's ``meta`` device: no memory, no compute), so that bad
+    architecture arguments fail here; then check every dataset's image size against its models."""
+    runs = model_runs(config)
+    if not runs:
+        return
+    import torch
+
+    from mednca.models.registry import build_model, image_size_problem
+
+    for model in dict.fromkeys(model for _, model, _ in runs):
+        architecture = config["model_settings"][model]["architecture"]
+        try:
+            with torch.device("meta"):
+                build_model(model, 1, **architecture)
+        except Exception as error:  # a constructor rejects bad arguments in its own ways
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise _invalid(f"model_settings.{model}.architecture", reason) from None
+    for dataset, model, reason in runs:
+        size = config["dataset_settings"][dataset]["image_size"]
+        problem = image_size_problem(model, config["model_settings"][model]["architecture"], size)
+        if problem is not None:
+            raise _invalid(
+                f"dataset_settings.{dataset}.image_size",
+                f"{size} cannot be fed to model '{model}' (listed in '{reason}'): {problem}",
+            )
 
 
 def canonical(value: Any) -> Any:

@@ -382,3 +382,14 @@ def test_a_legitimate_input_still_works(model_file: Path, image_file: Path, tmp_
     shutil.copy(image_file, copy)
     assert main(_predict(model_file, [copy], tmp_path / "seg.nii.gz", "--runs", "2")) == 0
     assert json.dumps(nib.load(tmp_path / "seg.nii.gz").shape) == "[12, 10, 8]"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["../escape"], ["/absolute"], ["ok", "--archive", "../a.tar"], ["ok", "--url", "http://x/a/.."]],
+)
+def test_fetch_never_leaves_the_data_directory(tmp_path: Path, arguments: list[str], capsys) -> None:
+    data_dir = tmp_path / "data"
+    assert main(["fetch", str(data_dir), *arguments]) == 2
+    assert "inside the data directory" in _one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -235,7 +235,7 @@ def test_med_nca_gradients_reach_level_one() -> None:
     [
         (MedNCA(**SMALL_NCA), (1, 1, 30, 32), "not divisible by downscale=4"),
         (MedNCA(**SMALL_NCA), (1, 2, 32, 32), "expected images of shape"),
-        (SegNet(base_channels=2), (1, 3, 48, 32), "not divisible by 32"),
+        (SegNet(base_channels=2), (1, 3, 48, 16), "16 is below 32 on a side"),
         (UNet2D(**SMALL_UNET), (1, 1, 18, 16), "18x16 is not divisible by the stride product 4"),
     ],
 )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PREPROCESSING
 
 from mednca.models import build_model
 from mednca.train import checkpoint, loop
@@ -76,6 +77,52 @@ def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path, monk
     assert (tmp_path / "resumed" / loop.LOG_NAME).read_text().count("\n") == 4
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zero_bytes(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _foreign(path: Path) -> None:
+    torch.save({"epoch": 1, "weights": torch.zeros(3)}, path)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _zero_bytes, _foreign], ids=["truncated", "empty", "foreign"])
+def test_damaged_checkpoint_is_moved_aside_and_training_restarts(
+    tmp_path: Path, monkeypatch, caplog, damage
+) -> None:
+    straight, straight_history = _train(tmp_path / "straight")
+    run_epoch = loop._run_epoch
+    calls = []
+
+    def killed_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "damaged")
+    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    path = tmp_path / "damaged" / loop.CHECKPOINT_NAME
+    damage(path)
+    damaged_bytes = path.read_bytes()
+
+    with caplog.at_level("WARNING", logger="mednca.train.loop"):
+        restarted, history = _train(tmp_path / "damaged")
+
+    aside = list(path.parent.glob(f"{loop.CHECKPOINT_NAME}.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged_bytes
+    assert aside[0].name in caplog.text and "training from the start" in caplog.text
+    assert checkpoint.load(path)["epoch"] == 3
+    assert _same_weights(straight, restarted)
+    assert [r["loss"] for r in history] == [r["loss"] for r in straight_history]
+    assert (tmp_path / "damaged" / loop.LOG_NAME).read_text().count("\n") == 4
+
+
 def test_checkpoint_of_other_settings_is_ignored(tmp_path: Path) -> None:
     _train(tmp_path, settings=TrainingSettings(epochs=1, batch_size=4, lr=0.1))
     _, history = _train(tmp_path)
@@ -86,7 +133,7 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path: Path) -> None:
 def test_model_file_round_trip(tmp_path: Path) -> None:
     model = build_model("med_nca", 1, **NCA)
     torch.nn.init.normal_(model.level2.fc1.weight)
-    preprocessing = {"image_size": [8, 8]}
+    preprocessing = dict(PREPROCESSING, repeat_channels=1)
     checkpoint.save(tmp_path / "model.pt", checkpoint.model_payload("med_nca", 1, NCA, model, preprocessing))
     loaded, payload = checkpoint.load_model(tmp_path / "model.pt")
     images = torch.rand(2, 1, 8, 8)
@@ -103,7 +150,7 @@ def test_damaged_model_file_is_named(tmp_path: Path) -> None:
 
 def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Path, tmp_path: Path) -> None:
     settings = TrainingSettings(epochs=1, batch_size=8)
-    preprocessing = {"foreground_labels": [1, 2], "image_size": [16, 16]}
+    preprocessing = PREPROCESSING
     common = {"slices_dir": prepared_phantom / "slices", "manifest_csv": prepared_phantom / "manifest.csv"}
     train_stage(**common, model_path=tmp_path / "a" / "model.pt", model_name="med_nca", arguments=NCA,
                 settings=settings, seed=0, preprocessing=preprocessing)  # fmt: skip
@@ -112,6 +159,7 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     assert (tmp_path / "a" / "training.json").exists() and (tmp_path / "a" / "train_log.csv").exists()
 
     three_channels = dict(payload, in_channels=3, state_dict=build_model("med_nca", 3, **NCA).state_dict())
+    three_channels["preprocessing"] = dict(payload["preprocessing"], modalities=[0, 1, 2])
     checkpoint.save(tmp_path / "source.pt", three_channels)
     train_stage(**common, model_path=tmp_path / "b" / "model.pt", model_name="med_nca", arguments=NCA,
                 settings=settings, seed=0, preprocessing=preprocessing, max_cases=2,

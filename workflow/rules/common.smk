@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from mednca.config import is_nca, preprocessing_of, validate_config
+from mednca.config import dataset_models, is_nca, preprocessing_of, validate_config
 from mednca.errors import ConfigError
 
 try:
@@ -77,7 +77,7 @@ def transfer_settings(wildcards):
 
 def models_of(dataset):
     """Models run on a dataset: its own list if it has one, else the top-level list."""
-    return config["dataset_settings"][dataset]["models"] or config["models"]
+    return dataset_models(config, dataset)
 
 
 def runs():

@@ -67,6 +67,7 @@ def fetch_dataset(
     local archive as well as a downloaded one.
     """
     data_dir = Path(data_dir)
+    _check_inside(folder, "dataset folder")
     target = data_dir / folder
     if _is_nonempty_dir(target):
         log.info("using present folder %s", target)
@@ -75,6 +76,8 @@ def fetch_dataset(
         raise DataError(f"{target}: exists but is not a folder; move it away so the dataset can be put there")
     if archive is None and url is not None:
         archive = _url_file_name(url)
+    if archive is not None:
+        _check_inside(archive, "archive")
     archive_path = data_dir / archive if archive is not None else None
     if archive_path is not None and archive_path.exists():
         digest = _verify_archive(archive_path, md5, can_download=url is not None)
@@ -142,6 +145,15 @@ def safe_extract(archive: Path, dest_dir: Path) -> None:
             f"{archive}: cannot be extracted into {dest_dir} ({_reason(error)}); if the archive is "
             "incomplete or damaged, delete it and fetch it again"
         ) from error
+
+
+def _check_inside(name: str, what: str) -> None:
+    """Refuse a folder or archive name that would lead outside the data directory."""
+    parts = _posix(str(name)).split("/")
+    if not str(name).strip() or _is_absolute(str(name)) or ".." in parts or "\0" in str(name):
+        raise DataError(
+            f"{what} name {name!r} must be a relative path inside the data directory, without '..'"
+        )
 
 
 def _is_nonempty_dir(path: Path) -> bool:

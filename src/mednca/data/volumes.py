@@ -214,6 +214,16 @@ def require_finite(voxels: np.ndarray, path: Path, what: str = "image") -> None:
         )
 
 
+def finite_float32(voxels: np.ndarray, path: Path) -> np.ndarray:
+    """An image channel as float32, refused (naming ``path``) if a voxel is NaN/Inf or overflows float32."""
+    require_finite(voxels, path, "image")
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_float = np.asarray(voxels).astype(np.float32)
+    if as_float.dtype != voxels.dtype and not np.isfinite(as_float).all():
+        raise DataError(f"{path}: image values exceed the float32 range (overflow to Inf); rescale the image")
+    return as_float
+
+
 def claimed_bytes(image: nib.Nifti1Image, path: Path) -> int:
     """Bytes of voxel data the header claims (shape x bytes per voxel), after checking shape and type."""
     try:
@@ -327,15 +337,7 @@ def load_case(case: Case) -> CaseVolume:
     try:
         for channel in case.channels:
             voxels = select_channel(read_voxels(read_nifti(channel.path), channel.path), channel)
-            require_finite(voxels, channel.path, "image")
-            with np.errstate(over="ignore", invalid="ignore"):
-                as_float = voxels.astype(np.float32)
-            if as_float.dtype != voxels.dtype and not np.isfinite(as_float).all():
-                raise DataError(
-                    f"{channel.path}: image values exceed the float32 range (overflow to Inf); "
-                    "rescale the image"
-                )
-            channels.append(as_float)
+            channels.append(finite_float32(voxels, channel.path))
         label = read_voxels(read_nifti(case.label), case.label)
         require_finite(label, case.label, "label")
         return CaseVolume(

@@ -11,10 +11,10 @@ import torch
 from mednca.data.layout import Channel
 from mednca.data.volumes import (
     check_affine,
+    finite_float32,
     is_compressed_nifti,
     read_nifti,
     read_voxels,
-    require_finite,
     save_label_map,
     select_channel,
 )
@@ -26,12 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def _read_channels(path: Path, indices: list[int | None]) -> list[np.ndarray]:
-    """(X, Y, Z) input channels of a NIfTI file, refused if any voxel is NaN or infinite."""
+    """(X, Y, Z) float32 input channels of a NIfTI file, refused if any voxel is not finite in float32."""
     voxels = read_voxels(read_nifti(path), path)
-    channels = [select_channel(voxels, Channel(path, index)) for index in indices]
-    for channel in channels:
-        require_finite(channel, path)
-    return channels
+    return [finite_float32(select_channel(voxels, Channel(path, index)), path) for index in indices]
 
 
 def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +50,7 @@ def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.nda
         raise DataError(
             f"input channels have different shapes {sorted(shapes)}: {', '.join(map(str, inputs))}"
         )
-    return np.stack(channels).astype(np.float32), np.asarray(first.affine, dtype=np.float64)
+    return np.stack(channels), np.asarray(first.affine, dtype=np.float64)
 
 
 def predict_file(

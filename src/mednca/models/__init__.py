@@ -6,7 +6,14 @@ Every model maps (B, C_in, H, W) float images to (B, 1, H, W) foreground logits 
 """
 
 from mednca.models.nca import MedNCA, NCARule, SingleLevelNCA, Trajectory, probability_trajectory
-from mednca.models.registry import MODELS, build_model, count_parameters, is_stochastic, size_multiple
+from mednca.models.registry import (
+    MODELS,
+    build_model,
+    count_parameters,
+    is_stochastic,
+    min_side,
+    size_multiple,
+)
 from mednca.models.segnet import SegNet
 from mednca.models.unet import UNet2D
 
@@ -22,5 +29,6 @@ __all__ = [
     "count_parameters",
     "is_stochastic",
     "probability_trajectory",
+    "min_side",
     "size_multiple",
 ]

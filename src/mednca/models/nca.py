@@ -216,11 +216,17 @@ class MedNCA(nn.Module):
         self.steps = steps
         self.fire_rate = fire_rate
         self.downscale = downscale
-        self.size_multiple = downscale
+        self.size_multiple = self.size_multiple_for(downscale=downscale)
         self.patch_size = patch_size
         self.checkpoint_steps = checkpoint_steps
         self.level1 = NCARule(channels, hidden_size, in_channels)
         self.level2 = NCARule(channels, hidden_size, in_channels)
+
+    @staticmethod
+    def size_multiple_for(downscale: int = 4, **_architecture: object) -> int:
+        """What image height and width must be a multiple of for these architecture arguments: the
+        level-1 ``downscale`` factor (two levels, so one downscaling; level 2 runs at full size)."""
+        return int(downscale)
 
     def _check(self, images: Tensor) -> None:
         """Raise ValueError unless images are (B, C_in, H, W) with H, W divisible by ``downscale``."""
@@ -322,8 +328,13 @@ class SingleLevelNCA(nn.Module):
         self.steps = steps
         self.fire_rate = fire_rate
         self.checkpoint_steps = checkpoint_steps
-        self.size_multiple = 1
+        self.size_multiple = self.size_multiple_for()
         self.rule = NCARule(channels, hidden_size, in_channels)
+
+    @staticmethod
+    def size_multiple_for(**_architecture: object) -> int:
+        """What image height and width must be a multiple of: 1, it runs at full resolution only."""
+        return 1
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits."""

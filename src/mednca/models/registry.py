@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -56,3 +57,26 @@ def is_stochastic(model: nn.Module) -> bool:
 def size_multiple(model: nn.Module) -> int:
     """What input height and width must be a multiple of (Med-NCA: its downscale; UNet: its strides)."""
     return int(getattr(model, "size_multiple", 1))
+
+
+def min_side(model: nn.Module) -> int:
+    """The smallest input height and width a model takes (SegNet: 32, one pixel after its 5 poolings)."""
+    return int(getattr(model, "min_side", 1))
+
+
+def image_size_problem(name: str, architecture: dict, size: Sequence[int]) -> str | None:
+    """Why the model ``name`` with ``architecture`` cannot take (H, W) images of ``size``, or None.
+
+    Uses each model's own rules (``size_multiple_for``, ``min_side_for``) without building it.
+    """
+    multiple = int(MODELS[name].size_multiple_for(**architecture))
+    min_side_rule = getattr(MODELS[name], "min_side_for", None)
+    smallest = 1 if min_side_rule is None else int(min_side_rule(**architecture))
+    if min(size) < smallest:
+        return f"its sides must be at least {smallest}"
+    if any(side % multiple for side in size):
+        suggestion = [max(multiple, round(side / multiple) * multiple) for side in size]
+        return (
+            f"with these architecture arguments its sides must be multiples of {multiple} (e.g. {suggestion})"
+        )
+    return None

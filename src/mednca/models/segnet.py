@@ -60,14 +60,16 @@ class SegNet(nn.Module):
     Encoder: 5 blocks of 2, 2, 3, 3, 3 conv-BN-ReLU layers with widths base * (1, 2, 4, 8, 8), each
     followed by 2x2 max pooling that keeps its indices. Decoder: 5 blocks, each unpooling with the matching
     indices and then 3, 3, 3, 2, 2 convs going back down in width; the last conv outputs the logit.
-    H and W must be divisible by 32. About 29.4M parameters at base_channels=64 with 3 inputs.
+    H and W can be any size of at least 32 (unpooling restores each stage's size, as MRISeg feeds 240x240
+    BraTS slices). About 29.4M parameters at base_channels=64 with 3 inputs.
     Deterministic: ``generator`` arguments are accepted for the common interface and ignored.
     """
 
     def __init__(self, in_channels: int = 3, base_channels: int = 64) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.size_multiple = 32
+        self.size_multiple = self.size_multiple_for()
+        self.min_side = self.min_side_for()
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         widths = [in_channels] + [base_channels * factor for factor in WIDTH_FACTORS]
         self.encoders = nn.ModuleList(
@@ -79,11 +81,23 @@ class SegNet(nn.Module):
             for i, depth in reversed(list(enumerate(ENCODER_DEPTHS)))
         )
 
+    @staticmethod
+    def size_multiple_for(**_architecture: object) -> int:
+        """What image height and width must be a multiple of: 1, since each unpooling restores the size
+        its pooling saw (odd sizes included)."""
+        return 1
+
+    @staticmethod
+    def min_side_for(**_architecture: object) -> int:
+        """The smallest image height and width: 2 ** 5 = 32, so that the 5 halvings of the encoder leave at
+        least one pixel (whatever the width)."""
+        return 2 ** len(ENCODER_DEPTHS)
+
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits; ``generator`` is ignored."""
         height, width = images.shape[-2:]
-        if height % 32 or width % 32:
-            raise ValueError(f"SegNet: image size {height}x{width} is not divisible by 32")
+        if min(height, width) < self.min_side:
+            raise ValueError(f"SegNet: image size {height}x{width} is below {self.min_side} on a side")
         x, pooled = images, []
         for encoder in self.encoders:
             x = encoder(x)

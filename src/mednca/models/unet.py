@@ -33,7 +33,7 @@ class UNet2D(nn.Module):
         if len(strides) != len(channels) - 1:
             raise ValueError(f"UNet2D needs len(strides) == len(channels) - 1, got {strides} and {channels}")
         self.in_channels = in_channels
-        self.size_multiple = math.prod(strides)
+        self.size_multiple = self.size_multiple_for(strides=strides)
         self.net = UNet(
             spatial_dims=2,
             in_channels=in_channels,
@@ -44,6 +44,12 @@ class UNet2D(nn.Module):
             norm=norm,
             dropout=dropout,
         )
+
+    @staticmethod
+    def size_multiple_for(strides: Sequence[int] = (2, 2, 2, 2), **_architecture: object) -> int:
+        """What image height and width must be a multiple of for these architecture arguments: the
+        product of the ``strides`` (each encoder level divides the size by its stride)."""
+        return math.prod(int(stride) for stride in strides)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits; ``generator`` is ignored."""

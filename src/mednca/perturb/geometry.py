@@ -93,13 +93,16 @@ def shift(
     return translate(image, label, dy, dx, fill)
 
 
-def scaled_size(height: int, width: int, factor: float, multiple: int = 1) -> tuple[int, int]:
-    """(H', W') = (round(H * factor), round(W * factor)), each rounded to the nearest ``multiple``."""
+def scaled_size(
+    height: int, width: int, factor: float, multiple: int = 1, minimum: int = 1
+) -> tuple[int, int]:
+    """(H', W') = (round(H * factor), round(W * factor)), each rounded to the nearest ``multiple`` and at
+    least ``minimum``."""
     if factor <= 0:
         raise ValueError(f"scale factor must be positive, got {factor}")
     return (
-        round_size(round_half_away(height * factor), multiple),
-        round_size(round_half_away(width * factor), multiple),
+        max(minimum, round_size(round_half_away(height * factor), multiple)),
+        max(minimum, round_size(round_half_away(width * factor), multiple)),
     )
 
 

@@ -30,7 +30,7 @@ from mednca.evaluate.evaluation import (
 from mednca.evaluate.inference import case_generator, normalise
 from mednca.evaluate.quality import failure_detection, quality_population
 from mednca.io import atomic_path, write_csv, write_json
-from mednca.models import size_multiple
+from mednca.models import min_side, size_multiple
 from mednca.perturb.geometry import scaled_size
 from mednca.perturb.studies import SCALE_STUDIES, Perturbation, perturb_case, study_perturbations
 
@@ -44,7 +44,8 @@ def model_input_size(segmenter: Segmenter, perturbation: Perturbation) -> tuple[
     if perturbation.study != "scale_resize" or perturbation.severity == 0:
         return None
     height, width = segmenter.preprocessing["image_size"]
-    return scaled_size(height, width, perturbation.value, size_multiple(segmenter.model))
+    model = segmenter.model
+    return scaled_size(height, width, perturbation.value, size_multiple(model), min_side(model))
 
 
 def run_case(

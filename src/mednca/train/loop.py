@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from mednca.errors import DataError
 from mednca.io import write_csv
 from mednca.train import checkpoint
 from mednca.train.losses import build_loss
@@ -118,11 +119,40 @@ class TrainingState:
         self.history = list(payload["history"])
 
 
+CHECKPOINT_KEYS = frozenset(
+    ("fingerprint", "epoch", "model", "optimizer", "scheduler", "shuffle", "draws", "history")
+)
+
+
+def _set_aside(path: Path, problem: str) -> Path:
+    """Rename a damaged checkpoint to ``checkpoint.pt.damaged-<UTC time>`` beside it and say so."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    path.rename(target)
+    log.warning("%s; moved it aside to %s and training from the start", problem, target.name)
+    return target
+
+
 def _resume(state: TrainingState, path: Path, key: str, epochs: int) -> None:
-    """Continue from ``path`` if it belongs to this run and is not finished; otherwise start afresh."""
+    """Continue from ``path`` if it belongs to this run and is not finished; otherwise start afresh.
+
+    A checkpoint that cannot be read (truncated by a crash or a full disk, or not a training checkpoint)
+    is moved aside (see ``_set_aside``) and training starts from epoch 0.
+    """
     if not path.exists():
         return
-    payload = checkpoint.load(path)
+    try:
+        payload = checkpoint.load(path)
+    except DataError as error:
+        _set_aside(path, str(error))
+        return
+    if not isinstance(payload, dict) or not set(payload) >= CHECKPOINT_KEYS:
+        _set_aside(path, f"{path}: not a training checkpoint")
+        return
     if payload.get("fingerprint") != key:
         log.info("ignoring %s: it was written with other settings", path)
     elif payload["epoch"] >= epochs:

@@ -11,9 +11,10 @@ from typing import Any
 from torch import nn
 
 from mednca.device import peak_memory_mb, resolve_device
-from mednca.errors import DataError
+from mednca.errors import ConfigError, DataError
 from mednca.io import write_json
 from mednca.models import build_model, count_parameters
+from mednca.models.registry import image_size_problem
 from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
 from mednca.train.loop import TrainingSettings, train_model
@@ -64,6 +65,10 @@ def train_stage(
         source, repeat = _transfer_source(Path(init_model), model_name, images.shape[1])
         images = repeat_channels(images, repeat)
     in_channels = images.shape[1]
+    size = tuple(images.shape[-2:])
+    problem = image_size_problem(model_name, arguments, size)
+    if problem is not None:
+        raise ConfigError(f"model '{model_name}' cannot take the {size} slices in {slices_dir}; {problem}")
 
     def build() -> nn.Module:
         model = build_model(model_name, in_channels, **arguments)
