@@ -143,7 +143,12 @@ def load_config(files: list[str], schema: Path) -> dict:
 
     config = load_yaml(DEFAULT_CONFIG)
     for path in files:
-        update_config(config, load_yaml(Path(path)) or {})
+        overrides = load_yaml(Path(path)) or {}
+        if not isinstance(overrides, dict):
+            raise MednCAError(
+                f"{path}: a config file must map keys to values, it holds a {type(overrides).__name__}"
+            )
+        update_config(config, overrides)
     return validate_config(config, schema)
 
 

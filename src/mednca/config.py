@@ -22,7 +22,8 @@ def load_yaml(path: Path) -> Any:
         with open(path) as handle:
             return yaml.safe_load(handle)
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read {path}: {error}") from error
+        reason = " ".join(str(error).split())  # YAML errors span several lines
+        raise ConfigError(f"cannot read {path}: {reason}") from error
 
 
 def _resolve(schema: dict, root: dict) -> dict:

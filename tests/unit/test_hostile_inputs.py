@@ -393,3 +393,14 @@ def test_fetch_never_leaves_the_data_directory(tmp_path: Path, arguments: list[s
     assert main(["fetch", str(data_dir), *arguments]) == 2
     assert "inside the data directory" in _one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("a: [", "cannot read"), ("- 1\n- 2\n", "must map keys to values")]
+)
+def test_a_broken_config_file_is_one_line(tmp_path: Path, text: str, expected: str, capsys) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text(text)
+    assert main(["config", "--config", str(config)]) == 2
+    line = _one_error_line(capsys)
+    assert str(config) in line and expected in line

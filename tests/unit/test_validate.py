@@ -119,7 +119,7 @@ def test_modality_out_of_range_is_named(tmp_path: Path) -> None:
     root = write_msd_dataset(tmp_path / "mm", n_cases=2, channels=2)
     report = validate_dataset(discover_msd(root, modalities=(0, 1, 2)))
     assert len(report.problems) == 2
-    assert "cannot take channel 2" in str(report.problems[0])
+    assert "needs a 4D image with channel 2" in str(report.problems[0])
 
 
 def test_multimodal_msd_case_is_valid(tmp_path: Path) -> None:

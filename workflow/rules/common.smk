@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from mednca.config import dataset_models, is_nca, preprocessing_of, validate_config
@@ -6,7 +7,7 @@ from mednca.errors import ConfigError
 try:
     config.update(validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
 except ConfigError as error:
-    raise WorkflowError(f"Invalid configuration: {error}") from None
+    sys.exit(f"Invalid configuration: {error}")
 
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]

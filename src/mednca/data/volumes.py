@@ -322,9 +322,8 @@ def select_channel(voxels: np.ndarray, channel: Channel) -> np.ndarray:
         return voxels[..., channel.index]
     if voxels.ndim == 4 and channel.index is None and voxels.shape[3] == 1:
         return voxels[..., 0]
-    raise DataError(
-        f"{channel.path}: cannot take channel {channel.index} of an image of shape {voxels.shape}"
-    )
+    wanted = "a 3D volume" if channel.index is None else f"a 4D image with channel {channel.index}"
+    raise DataError(f"{channel.path}: needs {wanted}, but the image has shape {voxels.shape}")
 
 
 def load_case(case: Case) -> CaseVolume:

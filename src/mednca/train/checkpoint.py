@@ -35,6 +35,9 @@ def load(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: no such model file") from error
     except Exception as error:  # torch.load raises many types for damaged or malicious files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "Weights only load failed" in reason:
+            reason = "not a model file, or it holds objects other than weights, which are never loaded"
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
         raise DataError(f"{path}: cannot load model checkpoint ({reason})") from error
 
 
