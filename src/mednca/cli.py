@@ -208,12 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a model file on a dataset's test split."""
     from mednca.evaluate.evaluation import evaluate_stage
-    from mednca.io import check_output
 
     data, out = Path(args.data), Path(args.out_dir)
-    inputs = [Path(args.model), *(data / name for name in ("manifest.csv", "cases.csv", "source.json"))]
-    for name in ("per_case.csv", "summary.json"):
-        check_output(out / name, inputs)
     evaluate_stage(
         model_path=Path(args.model),
         manifest_csv=data / "manifest.csv",

@@ -27,7 +27,7 @@ from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
 from mednca.evaluate.inference import case_generator, predict_slices, prepare_slices
 from mednca.evaluate.metrics import dice_score, hd95
-from mednca.io import write_csv, write_json
+from mednca.io import check_output, write_csv, write_json
 from mednca.models import count_parameters
 from mednca.train.checkpoint import load_model
 from mednca.train.data import split_case_ids
@@ -170,7 +170,10 @@ def evaluate_stage(
     """Segment every test case, write its NIfTI prediction, per-case metrics and a summary.
 
     ``nca_runs``: runs averaged for a stochastic model (gives the NQM); deterministic models run once.
+    No output may be one of the inputs (the model, the data-stage tables, a test case's files).
     """
+    for output in (per_case_csv, summary_json):
+        check_output(Path(output), [model_path, manifest_csv, cases_csv, source_json])
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     foreground = tuple(segmenter.preprocessing["foreground_labels"])
     rows = []
@@ -179,7 +182,9 @@ def evaluate_stage(
         volume, truth = load_test_case(case, foreground)
         generator = case_generator(seed, case.case_id, segmenter.device)
         result = segment_case(segmenter, case.case_id, volume.image, volume.affine, generator)
-        save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", result.label, volume.affine)
+        prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"
+        check_output(prediction_path, [model_path, case.label, *(channel.path for channel in case.channels)])
+        save_label_map(prediction_path, result.label, volume.affine)
         metrics = score(result.label, truth, spacing_of(volume.affine))
         rows.append(
             {"case_id": case.case_id, **metrics, "nqm": result.nqm, "inference_seconds": result.seconds}
