@@ -11,8 +11,14 @@ a large fp32 matrix multiplication measured in the same run (the practical ceili
 more run under the profiler gives the share of time spent in matrix multiplications and their own GFLOP/s:
 the rest (gathers, scatters, random draws, Python) is what separates the rule from the matmul-bound limit.
 
+With ``--original PATH`` (a clone of MECLabTUDA/M3D-NCA) it also times the original code's own
+``BackboneNCA`` classes in the same two-level scheme (``benchmarks/m3dnca.py``), and every speed-up is
+given against them too. The report names the CPU, its vector instruction sets (AVX2, AVX-512, AVX512-BF16,
+AMX) and the fp32 (and, where the CPU has native bfloat16, bf16) matrix-multiplication ceilings.
+
     python benchmarks/speed.py                      # every case, table on stdout, JSON in results/
     python benchmarks/speed.py --cases nca16_train  # some cases
+    python benchmarks/speed.py --original ../M3D-NCA  # with the original code's classes
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import m3dnca
 import torch
 import torch.nn.functional as F
 
@@ -41,25 +48,39 @@ UNET = {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2), "num_res_un
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark: a model, what is timed, and whether the NCA uses the original rule."""
+    """One benchmark: a model, what is timed, and which implementation of the NCA runs it.
+
+    ``implementation``: ``ours`` (the library), ``reference`` (the library's copy of the original rule,
+    ``mednca.models.reference``) or ``original`` (the original code's classes, ``--original``).
+    """
 
     model: str
     arguments: dict
     task: str
-    reference: bool = False
+    implementation: str = "ours"
     slices_per_forward: int = VOLUME_SLICES
+
+    @property
+    def reference(self) -> bool:
+        """Whether every cell is computed (the original rule), not only the firing ones."""
+        return self.implementation != "ours"
 
 
 CASES = {
     "nca16_train": Case("med_nca", {"channels": 16}, "train"),
-    "nca16_train_original": Case("med_nca", {"channels": 16}, "train", reference=True),
+    "nca16_train_original": Case("med_nca", {"channels": 16}, "train", "reference"),
+    "nca16_train_m3dnca": Case("med_nca", {"channels": 16}, "train", "original"),
     "nca16_train_checkpointed": Case("med_nca", {"channels": 16, "checkpoint_steps": 8}, "train"),
     "nca16_infer": Case("med_nca", {"channels": 16}, "infer"),
-    "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", reference=True, slices_per_forward=1),
+    "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", "reference", slices_per_forward=1),
+    "nca16_infer_m3dnca": Case("med_nca", {"channels": 16}, "infer", "original", slices_per_forward=1),
+    "nca16_infer_m3dnca_batch": Case("med_nca", {"channels": 16}, "infer", "original"),
     "nca32_train": Case("med_nca", {"channels": 32}, "train"),
-    "nca32_train_original": Case("med_nca", {"channels": 32}, "train", reference=True),
+    "nca32_train_original": Case("med_nca", {"channels": 32}, "train", "reference"),
+    "nca32_train_m3dnca": Case("med_nca", {"channels": 32}, "train", "original"),
     "nca32_infer": Case("med_nca", {"channels": 32}, "infer"),
-    "nca32_infer_original": Case("med_nca", {"channels": 32}, "infer", reference=True, slices_per_forward=1),
+    "nca32_infer_original": Case("med_nca", {"channels": 32}, "infer", "reference", slices_per_forward=1),
+    "nca32_infer_m3dnca": Case("med_nca", {"channels": 32}, "infer", "original", slices_per_forward=1),
     "unet_train": Case("unet", UNET, "train"),
     "unet_infer": Case("unet", UNET, "infer"),
     "segnet_train": Case("segnet", {"base_channels": 64}, "train"),
@@ -110,28 +131,94 @@ def median_seconds(work: Callable[[], object], repeats: int, warmup: int) -> flo
     return statistics.median(times)
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """fp32 GFLOP/s of a size x size matrix multiplication, from its fastest repeat: the ceiling is what the
+def matmul_gflops(
+    device: torch.device,
+    shape: tuple[int, int, int] = (2048, 2048, 2048),
+    dtype: torch.dtype = torch.float32,
+    repeats: int = 10,
+) -> float:
+    """GFLOP/s of an (M, K) @ (K, N) matrix multiplication, from its fastest repeat: the ceiling is what the
     hardware can do, and on a shared machine the median also measures the neighbours."""
+    rows, inner, columns = shape
     generator = torch.Generator(device=device).manual_seed(0)
-    a = torch.rand((size, size), generator=generator, device=device)
-    b = torch.rand((size, size), generator=generator, device=device)
+    a = torch.rand((rows, inner), generator=generator, device=device).to(dtype)
+    b = torch.rand((inner, columns), generator=generator, device=device).to(dtype)
     torch.mm(a, b)  # warm-up
     seconds = min(median_seconds(lambda: torch.mm(a, b), 1, warmup=0) for _ in range(repeats))
-    return 2 * size**3 / seconds / 1e9
+    return 2 * rows * inner * columns / seconds / 1e9
 
 
-def run_case(name: str, device: torch.device, repeats: int) -> dict:
-    """Time one case in this process and return its measurements."""
-    case = CASES[name]
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and which of the vector instruction sets that matter here it has."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {
+        "cpu": model,
+        "cpu_features": [feature for feature in CPU_FEATURES if feature in flags],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
+    }
+
+
+#: The fast rule's widest product (a chunk of 4096 cells, 9 neighbours of 16 channels, 128 hidden units)
+#: and its narrowest (the same chunk's 16 output channels).
+RULE_SHAPES = {"wide": (4096, 144, 128), "narrow": (4096, 128, 16)}
+
+
+def ceilings(device: torch.device, native_bf16: bool) -> dict:
+    """fp32 (and, with native bf16, bf16) GFLOP/s of a large square product and of the rule's shapes."""
+    dtypes = {"fp32": torch.float32} | ({"bf16": torch.bfloat16} if native_bf16 else {})
+    shapes = {"square_2048": (2048, 2048, 2048), **RULE_SHAPES}
+    return {
+        f"{name}_{label}": matmul_gflops(device, shape, dtype)
+        for label, dtype in dtypes.items()
+        for name, shape in shapes.items()
+    }
+
+
+def _inputs(case: Case, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random training images and labels, or a volume to segment, for a case."""
     in_channels = 3 if case.model == "segnet" else 1
-    model = build_model(case.model, in_channels=in_channels, **case.arguments).to(device)
-    if case.reference:
-        model = with_reference_rules(model)
-    generator = torch.Generator(device=device).manual_seed(0)
     if case.task == "train":
         images = torch.rand((BATCH, in_channels, SIZE, SIZE), generator=generator, device=device)
-        labels = (images[:, :1] > 0.5).float()
+        return images, (images[:, :1] > 0.5).float()
+    return (torch.rand((VOLUME_SLICES, in_channels, SIZE, SIZE), generator=generator, device=device),)
+
+
+def original_work(case: Case, device: torch.device, checkout: Path | None) -> tuple[Callable[[], None], int]:
+    """The original code's closure for a case and its parameter count."""
+    if checkout is None:
+        raise SystemExit(f"case needs --original PATH (a clone of MECLabTUDA/M3D-NCA): {case}")
+    torch.manual_seed(0)  # the original draws its fire masks from the global generator
+    inputs = _inputs(case, device, torch.Generator(device=device).manual_seed(0))
+    channels = case.arguments["channels"]
+    if case.task == "train":
+        work, parameters = m3dnca.training_work(checkout, channels, *inputs, STEPS)
+    else:
+        work, parameters = m3dnca.inference_work(checkout, channels, *inputs, STEPS, case.slices_per_forward)
+    return work, sum(parameter.numel() for parameter in parameters)
+
+
+def library_work(case: Case, device: torch.device) -> tuple[Callable[[], None], int]:
+    """The library's closure for a case (a training iteration or a volume's inference), its parameters."""
+    in_channels = 3 if case.model == "segnet" else 1
+    model = build_model(case.model, in_channels=in_channels, **case.arguments).to(device)
+    if case.implementation == "reference":
+        model = with_reference_rules(model)
+    generator = torch.Generator(device=device).manual_seed(0)
+    inputs = _inputs(case, device, generator)
+    if case.task == "train":
+        images, labels = inputs
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def work() -> None:
@@ -142,9 +229,8 @@ def run_case(name: str, device: torch.device, repeats: int) -> dict:
             optimiser.step()
 
         model.train()
-        warmup = 1
     else:
-        volume = torch.rand((VOLUME_SLICES, in_channels, SIZE, SIZE), generator=generator, device=device)
+        (volume,) = inputs
 
         @torch.no_grad()
         def work() -> None:
@@ -152,12 +238,21 @@ def run_case(name: str, device: torch.device, repeats: int) -> dict:
                 model(volume[start : start + case.slices_per_forward], generator)
 
         model.eval()
-        warmup = 1
-    seconds = median_seconds(work, repeats, warmup)
+    return work, count_parameters(model)
+
+
+def run_case(name: str, device: torch.device, repeats: int, checkout: Path | None = None) -> dict:
+    """Time one case in this process and return its measurements."""
+    case = CASES[name]
+    if case.implementation == "original":
+        work, parameters = original_work(case, device, checkout)
+    else:
+        work, parameters = library_work(case, device)
+    seconds = median_seconds(work, repeats, warmup=1)
     result = {
         "case": name,
         **asdict(case),
-        "parameters": count_parameters(model),
+        "parameters": parameters,
         "seconds": seconds,
         "peak_memory_mb": peak_memory_mb(device),
     }
@@ -188,14 +283,22 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="results/benchmarks/speed.json")
+    parser.add_argument(
+        "--original", type=Path, help="a clone of MECLabTUDA/M3D-NCA: also time the original code's classes"
+    )
     parser.add_argument("--single", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.single:
-        print(json.dumps(run_case(args.single, device, args.repeats)))
+        print(json.dumps(run_case(args.single, device, args.repeats, args.original)))
         return
+    names = [
+        name for name in args.cases if args.original is not None or CASES[name].implementation != "original"
+    ]
+    if len(names) < len(args.cases):
+        print("no --original given: the original code's cases (*_m3dnca) are left out", file=sys.stderr)
     rows = []
-    for name in args.cases:
+    for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         command = [
             sys.executable,
@@ -206,12 +309,16 @@ def main() -> None:
             args.device,
             "--repeats",
             str(args.repeats),
+            *(["--original", str(args.original)] if args.original is not None else []),
         ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
-    ceiling = matmul_gflops(device)
+    cpu = cpu_description()
+    peaks = ceilings(device, cpu["native_bf16"] and device.type == "cpu")
+    ceiling = peaks["square_2048_fp32"]
     report = {
-        "machine": platform.processor() or platform.machine(),
+        **cpu,
+        "ceilings_gflops": peaks,
         "platform": platform.platform(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -221,7 +328,9 @@ def main() -> None:
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"device {device}, {torch.get_num_threads()} threads, fp32 matmul ceiling {ceiling:.0f} GFLOP/s")
+    print(f"{cpu['cpu']} ({', '.join(cpu['cpu_features'])}; PyTorch {cpu['torch_cpu_capability']})")
+    print(f"device {device}, {torch.get_num_threads()} threads; matmul GFLOP/s (fastest of 10):")
+    print("  " + ", ".join(f"{name} {value:.0f}" for name, value in peaks.items()))
     print(
         f"{'case':26} {'params':>10} {'seconds':>9} {'peak MB':>8} {'Mcell/s':>8} {'GFLOP/s':>8} {'%':>5}"
         f" {'in matmul':>9} {'its GFLOP/s':>11}"
@@ -236,9 +345,11 @@ def main() -> None:
             + (f" {100 * share:>8.0f}% {matmul_rate:>11.1f}" if share else "")
         )
     for row in rows:
-        original = next((other for other in rows if other["case"] == f"{row['case']}_original"), None)
-        if original is not None:
-            print(f"{row['case']}: {original['seconds'] / row['seconds']:.1f}x the original rule's speed")
+        for suffix, what in (("_original", "the reference rule"), ("_m3dnca", "the original code")):
+            others = [other for other in rows if other["case"].startswith(row["case"] + suffix)]
+            if others and row["implementation"] == "ours":
+                fastest = min(others, key=lambda other: other["seconds"])
+                print(f"{row['case']}: {fastest['seconds'] / row['seconds']:.1f}x the speed of {what}")
     print(f"written to {args.output}")
 
 

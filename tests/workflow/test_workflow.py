@@ -194,7 +194,8 @@ def test_killed_run_resumes_after_unlock(project: Path) -> None:
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     train_log = (project / "results" / "logs" / "train" / "phantom" / "med_nca" / "seed0.log").read_text()
     resumed_from = re.search(r"resuming from \S+checkpoint.pt at epoch (\d+) of 25", train_log)
-    assert resumed_from and int(resumed_from.group(1)) >= 3, train_log
+    # The log is written just before the checkpoint of the same epoch, so the kill may fall in between.
+    assert resumed_from and int(resumed_from.group(1)) >= killed_at - 1 >= 2, train_log
     assert _epochs_done(history) == 25
 
     straight = subprocess.run(
