@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.models import build_model, count_parameters
+from mednca.models.nca import compute_dtype, uses_folded_rule
 from mednca.models.reference import with_reference_rules
 
 BATCH, SIZE, VOLUME_SLICES, STEPS, HIDDEN = 48, 64, 40, 64, 128
@@ -71,14 +72,19 @@ CASES = {
     "nca16_train_original": Case("med_nca", {"channels": 16}, "train", "reference"),
     "nca16_train_m3dnca": Case("med_nca", {"channels": 16}, "train", "original"),
     "nca16_train_checkpointed": Case("med_nca", {"channels": 16, "checkpoint_steps": 8}, "train"),
+    "nca16_train_folded": Case("med_nca", {"channels": 16, "cell_rule": "folded"}, "train"),
+    "nca16_train_bf16": Case("med_nca", {"channels": 16, "precision": "bf16"}, "train"),
     "nca16_infer": Case("med_nca", {"channels": 16}, "infer"),
+    "nca16_infer_bf16": Case("med_nca", {"channels": 16, "precision": "bf16"}, "infer"),
     "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", "reference", slices_per_forward=1),
     "nca16_infer_m3dnca": Case("med_nca", {"channels": 16}, "infer", "original", slices_per_forward=1),
     "nca16_infer_m3dnca_batch": Case("med_nca", {"channels": 16}, "infer", "original"),
     "nca32_train": Case("med_nca", {"channels": 32}, "train"),
+    "nca32_train_bf16": Case("med_nca", {"channels": 32, "precision": "bf16"}, "train"),
     "nca32_train_original": Case("med_nca", {"channels": 32}, "train", "reference"),
     "nca32_train_m3dnca": Case("med_nca", {"channels": 32}, "train", "original"),
     "nca32_infer": Case("med_nca", {"channels": 32}, "infer"),
+    "nca32_infer_bf16": Case("med_nca", {"channels": 32, "precision": "bf16"}, "infer"),
     "nca32_infer_original": Case("med_nca", {"channels": 32}, "infer", "reference", slices_per_forward=1),
     "nca32_infer_m3dnca": Case("med_nca", {"channels": 32}, "infer", "original", slices_per_forward=1),
     "unet_train": Case("unet", UNET, "train"),
@@ -89,13 +95,16 @@ CASES = {
 
 
 def nca_flop_per_cell_step(
-    channels: int, hidden: int = HIDDEN, fire_rate: float = 0.5, sparse: bool = True
+    channels: int, hidden: int = HIDDEN, fire_rate: float = 0.5, sparse: bool = True, folded: bool = False
 ) -> float:
-    """FLOP of one cell update: two 3x3 perception convolutions, fc0 and fc1; with ``sparse`` (the fast
-    rule) only the firing cells are computed, the original rule computes every cell."""
-    perception = 2 * 2 * 9 * channels * channels
-    network = 2 * (3 * channels * hidden + hidden * channels)
-    return (perception + network) * (fire_rate if sparse else 1.0)
+    """FLOP of one cell update: two 3x3 perception convolutions, fc0 and fc1 (folded: one 9C -> hidden
+    product and fc1); with ``sparse`` (the fast rule) only the firing cells are computed, the original
+    rule computes every cell."""
+    if folded:
+        work = 2 * (9 * channels * hidden + hidden * channels)
+    else:
+        work = 2 * 2 * 9 * channels * channels + 2 * (3 * channels * hidden + hidden * channels)
+    return work * (fire_rate if sparse else 1.0)
 
 
 def nca_cell_steps(task: str, downscale: int = 4) -> int:
@@ -259,11 +268,13 @@ def run_case(name: str, device: torch.device, repeats: int, checkout: Path | Non
     if case.model == "med_nca":
         cell_steps = nca_cell_steps(case.task)
         backward = 3 if case.task == "train" else 1
-        flop = (
-            cell_steps
-            * nca_flop_per_cell_step(case.arguments["channels"], sparse=not case.reference)
-            * backward
+        dtype = compute_dtype(case.arguments.get("precision", "fp32"), device)
+        folded = not case.reference and uses_folded_rule(case.arguments.get("cell_rule", "auto"), dtype)
+        per_cell = nca_flop_per_cell_step(
+            case.arguments["channels"], sparse=not case.reference, folded=folded
         )
+        flop = cell_steps * per_cell * backward
+        result["compute"] = "bf16" if dtype == torch.bfloat16 else "fp32"
         result |= {
             "cell_updates_per_second": cell_steps / seconds,
             "gflop": flop / 1e9,
@@ -339,15 +350,23 @@ def main() -> None:
         cells = row.get("cell_updates_per_second")
         gflops = row.get("gflops")
         share, matmul_rate = row.get("matmul_share"), row.get("matmul_gflops")
+        # the share of the ceiling of the dtype the products ran in (bf16 where there is one)
+        limit = peaks.get(f"square_2048_{row.get('compute', 'fp32')}", ceiling)
         print(
             f"{row['case']:26} {row['parameters']:>10,} {row['seconds']:>9.3f} {row['peak_memory_mb']:>8.0f} "
-            + (f"{cells / 1e6:>8.1f} {gflops:>8.1f} {100 * gflops / ceiling:>4.0f}%" if cells else "")
+            + (f"{cells / 1e6:>8.1f} {gflops:>8.1f} {100 * gflops / limit:>4.0f}%" if cells else "")
             + (f" {100 * share:>8.0f}% {matmul_rate:>11.1f}" if share else "")
         )
-    for row in rows:
-        for suffix, what in (("_original", "the reference rule"), ("_m3dnca", "the original code")):
-            others = [other for other in rows if other["case"].startswith(row["case"] + suffix)]
-            if others and row["implementation"] == "ours":
+    for row in (row for row in rows if row["implementation"] == "ours" and row["model"] == "med_nca"):
+        for implementation, what in (("reference", "the reference rule"), ("original", "the original code")):
+            others = [
+                other
+                for other in rows
+                if other["implementation"] == implementation
+                and (other["task"], other["arguments"]["channels"])
+                == (row["task"], row["arguments"]["channels"])
+            ]
+            if others:
                 fastest = min(others, key=lambda other: other["seconds"])
                 print(f"{row['case']}: {fastest['seconds'] / row['seconds']:.1f}x the speed of {what}")
     print(f"written to {args.output}")

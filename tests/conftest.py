@@ -77,6 +77,19 @@ def write_brats_dataset(root: Path, case_ids=(1, 2), sequences=("t1", "t2", "fla
 
 
 @pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A config file for the ``prepared_phantom`` data (dataset ``data``) with a tiny UNet."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "dataset_settings:\n"
+        "  data: {layout: msd, folder: Phantom, foreground_labels: [1, 2], image_size: [16, 16]}\n"
+        "model_settings:\n"
+        "  unet: {architecture: {channels: [4, 8], strides: [2], num_res_units: 0}}\n"
+    )
+    return config
+
+
+@pytest.fixture
 def msd_dataset(tmp_path: Path) -> Path:
     """Four clean single-modality cases in MSD layout."""
     return write_msd_dataset(tmp_path / "Task99_Tiny")

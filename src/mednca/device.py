@@ -37,6 +37,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX-BF16 (elsewhere bf16 still runs, emulated and slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory so far: allocated tensor memory on CUDA, resident set size of the process otherwise."""
     if device.type == "cuda":

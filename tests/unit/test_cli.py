@@ -40,14 +40,10 @@ def test_phantom_then_validate(tmp_path: Path, capsys) -> None:
     assert main(["phantom", str(tmp_path / "ph"), "--cases", "3"]) == 2
 
 
-def test_train_and_evaluate_commands(prepared_phantom: Path, tmp_path: Path, capsys) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "dataset_settings:\n"
-        "  data: {layout: msd, folder: Phantom, foreground_labels: [1, 2], image_size: [16, 16]}\n"
-        "model_settings:\n"
-        "  unet: {architecture: {channels: [4, 8], strides: [2], num_res_units: 0}}\n"
-    )
+def test_train_and_evaluate_commands(
+    prepared_phantom: Path, tiny_config: Path, tmp_path: Path, capsys
+) -> None:
+    config = tiny_config
     model = tmp_path / "model.pt"
     arguments = ["train", str(prepared_phantom), str(model), "--model", "unet", "--config", str(config)]
     assert main([*arguments, "--epochs", "1"]) == 0

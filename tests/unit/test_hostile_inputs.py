@@ -306,18 +306,6 @@ def test_validate_refuses_an_empty_sequence_list(msd_dataset: Path, capsys) -> N
     assert "argument --sequences" in _one_error_line(capsys)
 
 
-@pytest.fixture
-def tiny_config(tmp_path: Path) -> Path:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "dataset_settings:\n"
-        "  data: {layout: msd, folder: Phantom, foreground_labels: [1, 2], image_size: [16, 16]}\n"
-        "model_settings:\n"
-        "  unet: {architecture: {channels: [4, 8], strides: [2], num_res_units: 0}}\n"
-    )
-    return config
-
-
 @pytest.mark.parametrize("extra", [["--epochs", "0"], ["--max-cases", "0"], ["--epochs", "two"]])
 def test_train_names_a_bad_count(prepared_phantom: Path, tiny_config: Path, tmp_path: Path, extra, capsys):
     arguments = ["train", str(prepared_phantom), str(tmp_path / "m.pt"), "--model", "unet"]

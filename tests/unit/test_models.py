@@ -318,12 +318,13 @@ def test_trajectory_ends_at_the_model_output(model_class: type[nn.Module]) -> No
     np.testing.assert_allclose(trajectory.probabilities[-1], expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell_rule", ["gather", "folded"])
 @pytest.mark.parametrize("rows_per_chunk", [37, cells.ROWS_PER_CHUNK])
-def test_fast_med_nca_matches_the_reference_model(rows_per_chunk: int, monkeypatch) -> None:
-    """Inference and a training step (outputs and every gradient) of the fast rule, split into chunks of
-    37 cells or not, equal the original rule with the same weights and random stream."""
+def test_fast_med_nca_matches_the_reference_model(rows_per_chunk: int, cell_rule: str, monkeypatch) -> None:
+    """Inference and a training step (outputs and every gradient) of the fast rule, gathered or folded,
+    split into chunks of 37 cells or not, equal the original rule with the same weights and random stream."""
     monkeypatch.setattr(cells, "ROWS_PER_CHUNK", rows_per_chunk)
-    model = MedNCA(in_channels=2, channels=8, hidden_size=16, steps=5)
+    model = MedNCA(in_channels=2, channels=8, hidden_size=16, steps=5, cell_rule=cell_rule)
     randomise_fc1(model)
     reference = with_reference_rules(model)
     images = torch.rand((3, 2, 32, 32), generator=seeded(0))
@@ -375,3 +376,64 @@ def test_gradient_checkpointing_gives_the_same_output_and_gradients(model_class:
     for with_checkpoints, without in zip(saved_grads, plain_grads, strict=True):
         torch.testing.assert_close(with_checkpoints, without)
     assert torch.equal(saved_state, plain_state)
+
+
+def _training_step(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and every parameter gradient of one Med-NCA training step on ``images``."""
+    logits, targets = model.training_forward(images, (images[:, :1] > 0.5).float(), seeded(7))
+    F.binary_cross_entropy_with_logits(logits, targets).backward()
+    return logits.detach(), [parameter.grad for parameter in model.parameters()]
+
+
+def test_bf16_rule_stays_close_to_the_reference_and_keeps_fp32_state() -> None:
+    """bf16 products (on any CPU, emulated where not native) with fp32 state: outputs within bf16 rounding
+    of the original rule, every gradient within a few percent, all tensors the model hands out fp32."""
+    model = MedNCA(channels=8, hidden_size=16, steps=8, precision="bf16")
+    randomise_fc1(model)
+    reference = with_reference_rules(model)
+    images = torch.rand((4, 1, 32, 32), generator=seeded(0))
+    (logits, grads), (reference_logits, reference_grads) = (
+        _training_step(candidate, images) for candidate in (model, reference)
+    )
+    assert logits.dtype == torch.float32 and all(grad.dtype == torch.float32 for grad in grads)
+    torch.testing.assert_close(logits, reference_logits, rtol=0, atol=0.03)
+    for grad, reference_grad in zip(grads, reference_grads, strict=True):
+        assert float((grad - reference_grad).norm()) <= 0.05 * float(reference_grad.norm()) + 1e-6
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, seeded(3)), reference(images, seeded(3)), rtol=0, atol=0.03)
+
+
+@pytest.mark.parametrize(
+    ("precision", "native", "dtype"),
+    [
+        ("fp32", True, torch.float32),
+        ("bf16", False, torch.bfloat16),
+        ("auto", True, torch.bfloat16),
+        ("auto", False, torch.float32),
+    ],
+)
+def test_precision_dispatch(precision: str, native: bool, dtype: torch.dtype, monkeypatch) -> None:
+    from mednca.models import nca
+
+    monkeypatch.setattr(nca, "has_native_bf16", lambda device: native)
+    assert nca.compute_dtype(precision, torch.device("cpu")) == dtype
+    assert nca.uses_folded_rule("auto", dtype) == (dtype == torch.bfloat16)
+    assert nca.uses_folded_rule("folded", torch.float32) and not nca.uses_folded_rule("gather", torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"), [({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True)]
+)
+def test_native_bf16_is_read_from_the_cpu_flags(flags: set[str], native: bool, monkeypatch) -> None:
+    from mednca import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    assert device.has_native_bf16(torch.device("cpu")) == native
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"precision": "fp16"}, {"cell_rule": "dense"}, {"precision": "bf16", "cell_rule": "gather"}]
+)
+def test_bad_precision_settings_are_value_errors(arguments: dict) -> None:
+    with pytest.raises(ValueError, match="precision|cell_rule"):
+        MedNCA(**arguments)

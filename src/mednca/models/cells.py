@@ -175,3 +175,100 @@ def from_cells(cells: Tensor, shape: torch.Size) -> Tensor:
     """(B * H * W, C) cells -> (B, C, H, W) state of ``shape``."""
     batch, channels, height, width = shape
     return cells.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class FoldedWeights:
+    """The rule with its perception folded into the first per-cell layer, which is linear in both.
+
+    first: (hidden, 9C) = perception_to_hidden @ perception, plus state_to_hidden on the centre cell's
+    columns; first_bias: (hidden,) = hidden_bias + perception_to_hidden @ perception_bias;
+    output: (C, hidden).
+    One wide product per step then replaces four narrow ones (about 1.6x the arithmetic, in the shapes that
+    AVX-512 and AMX run fastest, and in bfloat16 at several times the fp32 rate where the CPU has it).
+    """
+
+    first: Tensor
+    first_bias: Tensor
+    output: Tensor
+
+    def as_tuple(self) -> tuple[Tensor, ...]:
+        return (self.first, self.first_bias, self.output)
+
+
+def fold(weights: RuleWeights) -> FoldedWeights:
+    """``RuleWeights`` -> ``FoldedWeights`` (differentiable: gradients reach the rule's own parameters)."""
+    channels = weights.output.shape[0]
+    centre = torch.nn.functional.pad(weights.state_to_hidden, (4 * channels, 4 * channels))
+    return FoldedWeights(
+        first=weights.perception_to_hidden @ weights.perception + centre,
+        first_bias=weights.hidden_bias + weights.perception_to_hidden @ weights.perception_bias,
+        output=weights.output,
+    )
+
+
+def _folded_chunk(neighbourhoods: Tensor, weights: FoldedWeights, changes: Tensor) -> Tensor:
+    """(n, 9C) neighbourhoods in the compute dtype -> (n, hidden) ReLU activations; writes the (n, C)
+    updates (in the state's dtype) into ``changes``."""
+    hidden = torch.addmm(weights.first_bias, neighbourhoods, weights.first.t()).relu_()
+    changes.copy_(hidden @ weights.output.t())
+    return hidden
+
+
+def folded_cell_updates(
+    cells: Tensor, firing: Tensor, neighbours: Tensor, weights: FoldedWeights, dtype: torch.dtype
+) -> Tensor:
+    """``cell_updates`` through the folded rule, its products computed in ``dtype`` (float32 or
+    bfloat16; the state, the updates and the weight gradients stay in the state's dtype)."""
+    if torch.is_grad_enabled() and (cells.requires_grad or weights.output.requires_grad):
+        return FoldedCellUpdate.apply(cells, firing, neighbours, dtype, *weights.as_tuple())
+    compute = FoldedWeights(*(weight.to(dtype) for weight in weights.as_tuple()))
+    changes = cells.new_empty((len(firing), cells.shape[1]))
+    cells_in_dtype = cells.to(dtype)  # one conversion of the state instead of one per gathered copy
+    for part, rows in _chunks(firing, neighbours):
+        _folded_chunk(_gather(cells_in_dtype, rows), compute, changes[part])
+    return changes
+
+
+class FoldedCellUpdate(torch.autograd.Function):
+    """``folded_cell_updates`` with a hand-written backward pass (products in the compute dtype, gradients
+    accumulated in the state's dtype)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, cells: Tensor, firing: Tensor, neighbours: Tensor, dtype: torch.dtype, *parameters
+    ) -> Tensor:
+        compute = FoldedWeights(*(weight.to(dtype) for weight in parameters))
+        changes = cells.new_empty((len(firing), cells.shape[1]))
+        cells_in_dtype = cells.to(dtype)
+        saved = []
+        for part, rows in _chunks(firing, neighbours):
+            saved += [rows, _folded_chunk(_gather(cells_in_dtype, rows), compute, changes[part])]
+        ctx.state_dtype = cells.dtype
+        ctx.save_for_backward(cells_in_dtype, *compute.as_tuple(), *saved)
+        return changes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_changes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        cells, first, first_bias, output, *chunks = ctx.saved_tensors  # cells in the compute dtype
+        state_dtype, channels = ctx.state_dtype, cells.shape[1]
+        grad_first = torch.zeros(first.shape, dtype=state_dtype, device=cells.device)
+        grad_bias = torch.zeros(first_bias.shape, dtype=state_dtype, device=cells.device)
+        grad_output = torch.zeros(output.shape, dtype=state_dtype, device=cells.device)
+        grad_cells = torch.zeros(cells.shape, dtype=state_dtype, device=cells.device)
+        start = 0
+        for index in range(0, len(chunks), 2):
+            rows, hidden = chunks[index : index + 2]
+            neighbourhoods = _gather(cells, rows)
+            grad_change = grad_changes[start : start + len(rows)].to(cells.dtype)
+            start += len(rows)
+            grad_output += grad_change.t() @ hidden
+            grad_hidden = torch.ops.aten.threshold_backward(grad_change @ output, hidden, 0)
+            grad_first += grad_hidden.t() @ neighbourhoods
+            grad_bias += grad_hidden.sum(0, dtype=state_dtype)
+            if ctx.needs_input_grad[0]:
+                grad_neighbourhoods = (grad_hidden @ first).to(state_dtype)
+                grad_cells.index_add_(0, rows.reshape(-1), grad_neighbourhoods.reshape(-1, channels))
+        grad_cells = grad_cells if ctx.needs_input_grad[0] else None
+        return (grad_cells, None, None, None, grad_first, grad_bias, grad_output)
