@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mednca.config import PROJECT_ROOT, SCHEMA_PATH
 from mednca.errors import MednCAError
 from mednca.logs import configure_logging, run_reported
 
@@ -130,8 +131,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SCHEMA = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_SCHEMA = SCHEMA_PATH
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
 
 

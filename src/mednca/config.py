@@ -15,6 +15,9 @@ import yaml
 
 from mednca.errors import ConfigError
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
 
 def load_yaml(path: Path) -> Any:
     """Read a YAML file, naming the file when it cannot be read or parsed."""

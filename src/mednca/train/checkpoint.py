@@ -13,12 +13,10 @@ import jsonschema
 import torch
 from torch import nn
 
-from mednca.config import PREPROCESSING_KEYS, load_yaml
+from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, load_yaml
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
-
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
