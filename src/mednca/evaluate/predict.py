@@ -10,7 +10,6 @@ import torch
 
 from mednca.data.layout import Channel
 from mednca.data.volumes import (
-    check_affine,
     finite_float32,
     is_compressed_nifti,
     read_nifti,
@@ -38,8 +37,7 @@ def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.nda
     is one channel). Several files: one 3D volume per channel, in the order the model was trained with.
     The affine must be finite and invertible; every voxel must be finite.
     """
-    first = read_nifti(inputs[0])
-    check_affine(first, inputs[0])
+    first = read_nifti(inputs[0])  # checks the header and the affine before any voxel is read
     if len(inputs) == 1:
         indices = preprocessing["modalities"] if len(first.shape) == 4 else [None]
         channels = _read_channels(inputs[0], indices)

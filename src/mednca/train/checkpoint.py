@@ -13,7 +13,7 @@ import jsonschema
 import torch
 from torch import nn
 
-from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, load_yaml
+from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, input_channels, load_yaml
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
@@ -78,16 +78,9 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     return model.to(device).eval(), payload
 
 
-def stored_channels(preprocessing: dict[str, Any]) -> int:
-    """Input channels of the data a model was trained on (before any repetition for fine-tuning)."""
-    return len(
-        preprocessing["modalities"] if preprocessing["layout"] == "msd" else preprocessing["sequences"]
-    )
-
-
 def _check_fit(path: Path, model: nn.Module, preprocessing: dict[str, Any]) -> None:
     """Refuse a file whose model cannot take the images its preprocessing makes."""
-    channels = stored_channels(preprocessing) * preprocessing.get("repeat_channels", 1)
+    channels = input_channels(preprocessing) * preprocessing.get("repeat_channels", 1)
     if channels != model.in_channels:
         raise DataError(
             f"{path}: damaged model file: its preprocessing makes {channels} input channel(s), "
