@@ -19,18 +19,20 @@ AMX) and the fp32 (and, where the CPU has native bfloat16, bf16) matrix-multipli
     python benchmarks/speed.py                      # every case, table on stdout, JSON in results/
     python benchmarks/speed.py --cases nca16_train  # some cases
     python benchmarks/speed.py --original ../M3D-NCA  # with the original code's classes
+    python benchmarks/speed.py --busy 2             # beside a CPU-bound process of 2 threads (shared cores)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.models import build_model, count_parameters
-from mednca.models.nca import compute_dtype, uses_folded_rule
+from mednca.models.nca import compute_dtype, resolve_cell_rule
 from mednca.models.reference import with_reference_rules
 
 BATCH, SIZE, VOLUME_SLICES, STEPS, HIDDEN = 48, 64, 40, 64, 128
@@ -74,13 +76,24 @@ CASES = {
     "nca16_train_checkpointed": Case("med_nca", {"channels": 16, "checkpoint_steps": 8}, "train"),
     "nca16_train_folded": Case("med_nca", {"channels": 16, "cell_rule": "folded"}, "train"),
     "nca16_train_bf16": Case("med_nca", {"channels": 16, "precision": "bf16"}, "train"),
+    "nca16_train_dense": Case("med_nca", {"channels": 16, "cell_rule": "dense"}, "train"),
+    "nca16_train_dense_bf16": Case(
+        "med_nca", {"channels": 16, "cell_rule": "dense", "precision": "bf16"}, "train"
+    ),
     "nca16_infer": Case("med_nca", {"channels": 16}, "infer"),
     "nca16_infer_bf16": Case("med_nca", {"channels": 16, "precision": "bf16"}, "infer"),
+    "nca16_infer_dense": Case("med_nca", {"channels": 16, "cell_rule": "dense"}, "infer"),
+    "nca16_infer_dense_bf16": Case(
+        "med_nca", {"channels": 16, "cell_rule": "dense", "precision": "bf16"}, "infer"
+    ),
     "nca16_infer_original": Case("med_nca", {"channels": 16}, "infer", "reference", slices_per_forward=1),
     "nca16_infer_m3dnca": Case("med_nca", {"channels": 16}, "infer", "original", slices_per_forward=1),
     "nca16_infer_m3dnca_batch": Case("med_nca", {"channels": 16}, "infer", "original"),
     "nca32_train": Case("med_nca", {"channels": 32}, "train"),
     "nca32_train_bf16": Case("med_nca", {"channels": 32, "precision": "bf16"}, "train"),
+    "nca32_train_dense_bf16": Case(
+        "med_nca", {"channels": 32, "cell_rule": "dense", "precision": "bf16"}, "train"
+    ),
     "nca32_train_original": Case("med_nca", {"channels": 32}, "train", "reference"),
     "nca32_train_m3dnca": Case("med_nca", {"channels": 32}, "train", "original"),
     "nca32_infer": Case("med_nca", {"channels": 32}, "infer"),
@@ -115,7 +128,21 @@ def nca_cell_steps(task: str, downscale: int = 4) -> int:
     return VOLUME_SLICES * (small + SIZE * SIZE) * STEPS
 
 
-MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::linear", "aten::matmul"}
+#: Operators whose own time is matrix work: products, and the convolutions of the dense rule and the CNNs.
+MATMUL_OPS = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::addmm_",
+    "aten::bmm",
+    "aten::linear",
+    "aten::matmul",
+    "aten::mkldnn_convolution",
+    "aten::thnn_conv2d",
+    "aten::_slow_conv2d_forward",
+    "aten::_slow_conv2d_backward",
+    "aten::convolution_backward",
+    "aten::cudnn_convolution",
+}
 
 
 def matmul_seconds(work: Callable[[], object]) -> tuple[float, float]:
@@ -126,6 +153,19 @@ def matmul_seconds(work: Callable[[], object]) -> tuple[float, float]:
     total = sum(event.self_cpu_time_total for event in events)
     in_matmul = sum(event.self_cpu_time_total for event in events if event.key in MATMUL_OPS)
     return in_matmul / 1e6, total / 1e6
+
+
+def synchronised(work: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``work`` followed by waiting for the device, so that a timing covers the kernels it queued (CUDA
+    runs them asynchronously; on a CPU this is ``work`` itself)."""
+    if device.type != "cuda":
+        return work
+
+    def run() -> None:
+        work()
+        torch.cuda.synchronize(device)
+
+    return run
 
 
 def median_seconds(work: Callable[[], object], repeats: int, warmup: int) -> float:
@@ -152,8 +192,9 @@ def matmul_gflops(
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.rand((rows, inner), generator=generator, device=device).to(dtype)
     b = torch.rand((inner, columns), generator=generator, device=device).to(dtype)
-    torch.mm(a, b)  # warm-up
-    seconds = min(median_seconds(lambda: torch.mm(a, b), 1, warmup=0) for _ in range(repeats))
+    product = synchronised(lambda: torch.mm(a, b), device)
+    product()  # warm-up
+    seconds = min(median_seconds(product, 1, warmup=0) for _ in range(repeats))
     return 2 * rows * inner * columns / seconds / 1e9
 
 
@@ -257,6 +298,7 @@ def run_case(name: str, device: torch.device, repeats: int, checkout: Path | Non
         work, parameters = original_work(case, device, checkout)
     else:
         work, parameters = library_work(case, device)
+    work = synchronised(work, device)
     seconds = median_seconds(work, repeats, warmup=1)
     result = {
         "case": name,
@@ -269,9 +311,13 @@ def run_case(name: str, device: torch.device, repeats: int, checkout: Path | Non
         cell_steps = nca_cell_steps(case.task)
         backward = 3 if case.task == "train" else 1
         dtype = compute_dtype(case.arguments.get("precision", "fp32"), device)
-        folded = not case.reference and uses_folded_rule(case.arguments.get("cell_rule", "auto"), dtype)
+        rule = resolve_cell_rule(
+            case.arguments.get("cell_rule", "auto"), dtype, device, training=case.task == "train"
+        )
+        result["cell_rule"] = "original" if case.reference else rule
+        folded = not case.reference and rule == "folded"
         per_cell = nca_flop_per_cell_step(
-            case.arguments["channels"], sparse=not case.reference, folded=folded
+            case.arguments["channels"], sparse=not case.reference and rule != "dense", folded=folded
         )
         flop = cell_steps * per_cell * backward
         result["compute"] = "bf16" if dtype == torch.bfloat16 else "fp32"
@@ -280,10 +326,35 @@ def run_case(name: str, device: torch.device, repeats: int, checkout: Path | Non
             "gflop": flop / 1e9,
             "gflops": flop / seconds / 1e9,
         }
-        if not case.reference:
+        if not case.reference and device.type == "cpu":  # the CPU profiler sees only host time on a GPU
             in_matmul, profiled = matmul_seconds(work)
-            result |= {"matmul_share": in_matmul / profiled, "matmul_gflops": flop / in_matmul / 1e9}
+            if in_matmul > 0:
+                result |= {"matmul_share": in_matmul / profiled, "matmul_gflops": flop / in_matmul / 1e9}
     return result
+
+
+COMPETITOR = (
+    "import sys, torch\n"
+    "torch.set_num_threads(int(sys.argv[1]))\n"
+    "a = torch.rand((1024, 1024))\n"
+    "while True:\n"
+    "    a @ a\n"
+)
+
+
+@contextlib.contextmanager
+def competitor(threads: int) -> Iterator[None]:
+    """Run a CPU-bound process of ``threads`` threads (matrix products) beside the block; 0 = none."""
+    if threads <= 0:
+        yield
+        return
+    process = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(threads)])
+    try:
+        time.sleep(1.0)  # let it start computing
+        yield
+    finally:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
@@ -296,6 +367,13 @@ def main() -> None:
     parser.add_argument("--output", default="results/benchmarks/speed.json")
     parser.add_argument(
         "--original", type=Path, help="a clone of MECLabTUDA/M3D-NCA: also time the original code's classes"
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="THREADS",
+        help="time every case beside a CPU-bound process of THREADS threads, as on a shared machine",
     )
     parser.add_argument("--single", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -322,8 +400,12 @@ def main() -> None:
             str(args.repeats),
             *(["--original", str(args.original)] if args.original is not None else []),
         ]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
+        with competitor(args.busy):
+            finished = subprocess.run(command, capture_output=True, text=True)
+        if finished.returncode != 0:
+            lines = finished.stderr.strip().splitlines() or ["no output"]
+            raise SystemExit(f"benchmark case {name} failed: {lines[-1]}")
+        rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
     cpu = cpu_description()
     peaks = ceilings(device, cpu["native_bf16"] and device.type == "cpu")
     ceiling = peaks["square_2048_fp32"]
@@ -333,6 +415,7 @@ def main() -> None:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "competing_threads": args.busy,
         "device": str(device),
         "matmul_gflops": ceiling,
         "cases": rows,
@@ -340,7 +423,8 @@ def main() -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{cpu['cpu']} ({', '.join(cpu['cpu_features'])}; PyTorch {cpu['torch_cpu_capability']})")
-    print(f"device {device}, {torch.get_num_threads()} threads; matmul GFLOP/s (fastest of 10):")
+    beside = f", beside a CPU-bound process of {args.busy} threads" if args.busy else ""
+    print(f"device {device}, {torch.get_num_threads()} threads{beside}; matmul GFLOP/s (fastest of 10):")
     print("  " + ", ".join(f"{name} {value:.0f}" for name, value in peaks.items()))
     print(
         f"{'case':26} {'params':>10} {'seconds':>9} {'peak MB':>8} {'Mcell/s':>8} {'GFLOP/s':>8} {'%':>5}"

@@ -318,12 +318,21 @@ def test_trajectory_ends_at_the_model_output(model_class: type[nn.Module]) -> No
     np.testing.assert_allclose(trajectory.probabilities[-1], expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell_rule", ["gather", "folded"])
-@pytest.mark.parametrize("rows_per_chunk", [37, cells.ROWS_PER_CHUNK])
+@pytest.mark.parametrize(
+    ("cell_rule", "rows_per_chunk"),
+    [
+        ("gather", 37),
+        ("gather", cells.ROWS_PER_CHUNK),
+        ("folded", 37),
+        ("folded", cells.ROWS_PER_CHUNK),
+        ("dense", 0),
+    ],
+)
 def test_fast_med_nca_matches_the_reference_model(rows_per_chunk: int, cell_rule: str, monkeypatch) -> None:
-    """Inference and a training step (outputs and every gradient) of the fast rule, gathered or folded,
-    split into chunks of 37 cells or not, equal the original rule with the same weights and random stream."""
-    monkeypatch.setattr(cells, "ROWS_PER_CHUNK", rows_per_chunk)
+    """Inference and a training step (outputs and every gradient) of the fast rules, gathered or folded
+    (split into chunks of 37 cells or not) or dense, equal the original rule with the same weights and
+    random stream."""
+    monkeypatch.setattr(cells, "ROWS_PER_CHUNK", rows_per_chunk or cells.ROWS_PER_CHUNK)
     model = MedNCA(in_channels=2, channels=8, hidden_size=16, steps=5, cell_rule=cell_rule)
     randomise_fc1(model)
     reference = with_reference_rules(model)
@@ -357,15 +366,20 @@ def test_reflected_neighbours_are_what_reflect_padding_gathers() -> None:
         cells.reflected_neighbours(1, 1, 4, state.device)
 
 
+@pytest.mark.parametrize("cell_rule", ["gather", "dense"])
 @pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
-def test_gradient_checkpointing_gives_the_same_output_and_gradients(model_class: type[nn.Module]) -> None:
+def test_gradient_checkpointing_gives_the_same_output_and_gradients(
+    model_class: type[nn.Module], cell_rule: str
+) -> None:
     images = torch.rand((2, 1, 16, 16), generator=seeded(0))
     labels = (images > 0.5).float()
     results = []
     for checkpoint_steps in (0, 3):
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = model_class(channels=8, hidden_size=16, steps=7, checkpoint_steps=checkpoint_steps)
+            model = model_class(
+                channels=8, hidden_size=16, steps=7, checkpoint_steps=checkpoint_steps, cell_rule=cell_rule
+            )
         randomise_fc1(model)
         generator = seeded(5)
         logits, targets = model.training_forward(images, labels, generator)
@@ -385,10 +399,11 @@ def _training_step(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     return logits.detach(), [parameter.grad for parameter in model.parameters()]
 
 
-def test_bf16_rule_stays_close_to_the_reference_and_keeps_fp32_state() -> None:
+@pytest.mark.parametrize("cell_rule", ["folded", "dense"])
+def test_bf16_rule_stays_close_to_the_reference_and_keeps_fp32_state(cell_rule: str) -> None:
     """bf16 products (on any CPU, emulated where not native) with fp32 state: outputs within bf16 rounding
     of the original rule, every gradient within a few percent, all tensors the model hands out fp32."""
-    model = MedNCA(channels=8, hidden_size=16, steps=8, precision="bf16")
+    model = MedNCA(channels=8, hidden_size=16, steps=8, precision="bf16", cell_rule=cell_rule)
     randomise_fc1(model)
     reference = with_reference_rules(model)
     images = torch.rand((4, 1, 32, 32), generator=seeded(0))
@@ -416,9 +431,33 @@ def test_precision_dispatch(precision: str, native: bool, dtype: torch.dtype, mo
     from mednca.models import nca
 
     monkeypatch.setattr(nca, "has_native_bf16", lambda device: native)
-    assert nca.compute_dtype(precision, torch.device("cpu")) == dtype
-    assert nca.uses_folded_rule("auto", dtype) == (dtype == torch.bfloat16)
-    assert nca.uses_folded_rule("folded", torch.float32) and not nca.uses_folded_rule("gather", torch.float32)
+    cpu = torch.device("cpu")
+    assert nca.compute_dtype(precision, cpu) == dtype
+    bf16 = dtype == torch.bfloat16
+    assert nca.resolve_cell_rule("auto", dtype, cpu, training=False) == ("folded" if bf16 else "gather")
+    assert nca.resolve_cell_rule("auto", dtype, cpu, training=True) == ("dense" if bf16 else "gather")
+    with torch.no_grad():
+        assert nca.resolve_cell_rule("auto", dtype, cpu) == ("folded" if bf16 else "gather")
+    assert nca.resolve_cell_rule("auto", dtype, torch.device("cuda")) == "dense"
+    for explicit in ("gather", "folded", "dense"):
+        assert nca.resolve_cell_rule(explicit, dtype, torch.device("cuda")) == explicit
+
+
+def test_dense_rule_never_asks_the_host_for_the_firing_cells(monkeypatch) -> None:
+    """The dense rule (what ``auto`` takes on a GPU) uses no ``torch.nonzero``, a host-device
+    synchronisation per step on CUDA, in inference or in training."""
+
+    def no_sync(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.nonzero called")
+
+    model = MedNCA(channels=8, hidden_size=16, steps=4, cell_rule="dense")
+    images = torch.rand((2, 1, 16, 16), generator=seeded(0))
+    monkeypatch.setattr(torch, "nonzero", no_sync)
+    _training_step(model, images)
+    with torch.no_grad():
+        model(images, seeded(1))
+    with pytest.raises(AssertionError, match="nonzero"):
+        MedNCA(channels=8, hidden_size=16, steps=1, cell_rule="gather")(images, seeded(1))
 
 
 @pytest.mark.parametrize(
@@ -432,7 +471,8 @@ def test_native_bf16_is_read_from_the_cpu_flags(flags: set[str], native: bool, m
 
 
 @pytest.mark.parametrize(
-    "arguments", [{"precision": "fp16"}, {"cell_rule": "dense"}, {"precision": "bf16", "cell_rule": "gather"}]
+    "arguments",
+    [{"precision": "fp16"}, {"cell_rule": "sparse"}, {"precision": "bf16", "cell_rule": "gather"}],
 )
 def test_bad_precision_settings_are_value_errors(arguments: dict) -> None:
     with pytest.raises(ValueError, match="precision|cell_rule"):

@@ -33,9 +33,10 @@ from mednca.models.cells import (
     reflected_neighbours,
     to_cells,
 )
+from mednca.models.dense import ConvWeights, dense_steps
 
 PRECISIONS = ("fp32", "bf16", "auto")
-CELL_RULES = ("auto", "gather", "folded")
+CELL_RULES = ("auto", "gather", "folded", "dense")
 
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -46,11 +47,26 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def uses_folded_rule(cell_rule: str, dtype: torch.dtype) -> bool:
-    """Whether to compute the rule folded (``mednca.models.cells.fold``): always in bf16, where its one
-    wide product runs several times faster; in fp32 only when asked, since on the CPUs measured its 1.6x
-    arithmetic outweighs the wider product there (see the README's speed section)."""
-    return cell_rule == "folded" or (cell_rule == "auto" and dtype == torch.bfloat16)
+def resolve_cell_rule(
+    cell_rule: str, dtype: torch.dtype, device: torch.device, training: bool | None = None
+) -> str:
+    """The formulation that computes the rule: ``gather``, ``folded`` or ``dense``.
+
+    ``auto`` is a fixed table, not a timing at run time, so that a config and seed give the same numbers
+    whatever the machine's load: on a GPU the dense rule (no host-device synchronisation per step); on a CPU
+    in fp32 the gathered rule (the folded one's 1.6x arithmetic outweighs its wider product there); on a
+    CPU in bf16 the dense rule for training (``training``, default: gradients are enabled) and the folded
+    rule for inference, the fastest of the three in each case where bf16 is native (see the README's speed
+    section, whose benchmark measures every candidate on the machine at hand).
+    """
+    if cell_rule != "auto":
+        return cell_rule
+    if device.type != "cpu":
+        return "dense"
+    if dtype != torch.bfloat16:
+        return "gather"
+    training = torch.is_grad_enabled() if training is None else training
+    return "dense" if training else "folded"
 
 
 def _check_compute(precision: str, cell_rule: str) -> None:
@@ -59,7 +75,9 @@ def _check_compute(precision: str, cell_rule: str) -> None:
     if cell_rule not in CELL_RULES:
         raise ValueError(f"cell_rule must be one of {', '.join(CELL_RULES)}, got {cell_rule!r}")
     if precision == "bf16" and cell_rule == "gather":
-        raise ValueError("precision bf16 needs cell_rule folded or auto (the gather rule computes in fp32)")
+        raise ValueError(
+            "precision bf16 needs cell_rule folded, dense or auto (the gather rule computes in fp32)"
+        )
 
 
 def default_generator(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
@@ -102,7 +120,8 @@ class NCARule(nn.Module):
     cells that fire (a cell that does not fire contributes nothing), see ``mednca.models.cells``. The
     result equals convolving and updating every cell and masking (``mednca.models.reference``).
     ``precision`` (fp32, bf16, auto; see ``compute_dtype``) sets the dtype of the products, the state stays
-    float32; ``cell_rule`` (auto, gather, folded; see ``uses_folded_rule``) how they are arranged.
+    float32; ``cell_rule`` (auto, gather, folded, dense; see ``resolve_cell_rule``) how they are arranged:
+    the dense rule (``mednca.models.dense``) computes every cell and masks, without the firing-cells gather.
 
     Parameters: 2 * (9C^2 + C) + (3C * hidden + hidden) + hidden * C.
     """
@@ -145,6 +164,23 @@ class NCARule(nn.Module):
             output=torch.cat([image_rows, output[self.input_channels :]]),
         )
 
+    def conv_weights(self) -> ConvWeights:
+        """The parameters as convolution kernels for the dense rule (differentiable views and copies)."""
+        output = self.fc1.weight
+        image_rows = output.new_zeros((self.input_channels, *output.shape[1:]))
+        return ConvWeights(
+            perception=torch.cat([self.p0.weight, self.p1.weight]),
+            perception_bias=torch.cat([self.p0.bias, self.p1.bias]),
+            first=self.fc0.weight,
+            first_bias=self.fc0.bias,
+            output=torch.cat([image_rows, output[self.input_channels :]]),
+        )
+
+    def formulation(self, device: torch.device) -> tuple[str, torch.dtype]:
+        """The cell rule (``resolve_cell_rule``) and the product dtype of this rule on ``device``."""
+        dtype = compute_dtype(self.precision, device)
+        return resolve_cell_rule(self.cell_rule, dtype, device), dtype
+
     def step(self, state: Tensor, fire_rate: float, generator: torch.Generator) -> Tensor:
         """(B, C, H, W) state -> (B, C, H, W) state after one stochastic update.
 
@@ -153,14 +189,24 @@ class NCARule(nn.Module):
         """
         return self.run(state, 1, fire_rate, generator)
 
+    def _advance(
+        self, x: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+    ) -> Tensor:
+        """``steps`` steps of the working tensor: the (B, C, H, W) state of ``shape`` for the dense rule,
+        its (B * H * W, C) cells for the others."""
+        rule, dtype = self.formulation(x.device)
+        if rule == "dense":
+            return dense_steps(x, self.conv_weights(), steps, fire_rate, generator, dtype)
+        return self._cell_steps(x, shape, steps, fire_rate, generator)
+
     def _cell_steps(
         self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
     ) -> Tensor:
         """(B * H * W, C) cells of a (B, C, H, W) ``shape`` -> the cells after ``steps`` steps."""
         batch, _, height, width = shape
         neighbours = reflected_neighbours(batch, height, width, cells.device)
-        dtype = compute_dtype(self.precision, cells.device)
-        folded = uses_folded_rule(self.cell_rule, dtype)
+        rule, dtype = self.formulation(cells.device)
+        folded = rule == "folded"
         weights = fold(self.rule_weights()) if folded else self.rule_weights()
         for _ in range(steps):
             noise = torch.rand(
@@ -188,32 +234,34 @@ class NCARule(nn.Module):
         kept for backpropagation; the steps in between are recomputed during the backward pass with the same
         random draws, so gradients are unchanged and memory no longer grows with every step.
         """
-        cells = to_cells(state)
+        dense = self.formulation(state.device)[0] == "dense"
+        x = state if dense else to_cells(state)
         if checkpoint_steps <= 0 or not torch.is_grad_enabled():
-            return from_cells(self._cell_steps(cells, state.shape, steps, fire_rate, generator), state.shape)
-        for start in range(0, steps, checkpoint_steps):
-            cells = self._checkpointed_steps(
-                cells, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator
-            )
-        return from_cells(cells, state.shape)
+            x = self._advance(x, state.shape, steps, fire_rate, generator)
+        else:
+            for start in range(0, steps, checkpoint_steps):
+                x = self._checkpointed_steps(
+                    x, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator
+                )
+        return x if dense else from_cells(x, state.shape)
 
     def _checkpointed_steps(
-        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+        self, x: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
     ) -> Tensor:
         """``steps`` steps under activation checkpointing, replaying the generator's draws when recomputed."""
         start_state = generator.get_state()
         end_state: list[Tensor] = []
 
-        def segment(x: Tensor) -> Tensor:
+        def segment(start: Tensor) -> Tensor:
             local = torch.Generator(device=generator.device)
             local.set_state(start_state)
-            x = self._cell_steps(x, shape, steps, fire_rate, local)
+            end = self._advance(start, shape, steps, fire_rate, local)
             end_state[:] = [local.get_state()]
-            return x
+            return end
 
-        cells = checkpoint(segment, cells, use_reentrant=False, preserve_rng_state=False)
+        x = checkpoint(segment, x, use_reentrant=False, preserve_rng_state=False)
         generator.set_state(end_state[0])
-        return cells
+        return x
 
 
 def _check_rule_settings(steps: int, fire_rate: float, checkpoint_steps: int = 0) -> None:

@@ -35,6 +35,10 @@ class ReferenceRule(NCARule):
         updated = state + dx * (noise < fire_rate).to(state.dtype)
         return torch.cat([state[:, : self.input_channels], updated[:, self.input_channels :]], dim=1)
 
+    def formulation(self, device: torch.device) -> tuple[str, torch.dtype]:
+        """Always the cells path, whose ``_cell_steps`` this class replaces by the original loop."""
+        return "gather", torch.float32
+
     def _cell_steps(
         self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
     ) -> Tensor:
