@@ -69,25 +69,44 @@ def listed_packages(env_file: Path) -> set[str]:
 
 
 RULES = rule_blocks()
+#: The torch rules name ``TORCH_ENV`` (common.smk): the CPU environment, or the CUDA one for a GPU config.
+TORCH_ENVS = ("../../envs/train.yaml", "../../envs/train-cuda.yaml")
+
+
+def environment_files(block: str) -> list[Path]:
+    """The conda environment files a rule can run in."""
+    named = re.search(r"conda:\n\s+(\S+)", block)
+    assert named, "no conda environment"
+    names = TORCH_ENVS if named[1] == "TORCH_ENV" else (named[1].strip('"'),)
+    return [(ROOT / "workflow" / "rules" / name).resolve() for name in names]
+
+
+def test_cuda_environment_is_the_cpu_one_with_a_cuda_torch() -> None:
+    cpu, cuda = (
+        yaml.safe_load((ROOT / "envs" / name).read_text()) for name in ("train.yaml", "train-cuda.yaml")
+    )
+    cpu_pip, cuda_pip = (
+        next(d["pip"] for d in env["dependencies"] if isinstance(d, dict)) for env in (cpu, cuda)
+    )
+    assert cpu_pip == ["--extra-index-url https://download.pytorch.org/whl/cpu", *cuda_pip]
+    assert [d for d in cpu["dependencies"] if isinstance(d, str)] == [
+        d for d in cuda["dependencies"] if isinstance(d, str)
+    ]
 
 
 def test_every_rule_with_a_script_names_a_pinned_environment() -> None:
-    for name, block in RULES.items():
-        if "script:" not in block:
-            continue
-        env = re.search(r'conda:\n\s+"(.+?)"', block)
-        assert env, f"rule {name} has no conda environment"
-        env_file = (ROOT / "workflow" / "rules" / env[1]).resolve()
-        dependencies = yaml.safe_load(env_file.read_text())["dependencies"]
-        pinned = [d for d in dependencies if isinstance(d, str) and d not in ("pip",)]
-        assert all("=" in d for d in pinned), f"{env_file.name}: unpinned {pinned}"
+    for block in (block for block in RULES.values() if "script:" in block):
+        for env_file in environment_files(block):
+            dependencies = yaml.safe_load(env_file.read_text())["dependencies"]
+            pinned = [d for d in dependencies if isinstance(d, str) and d not in ("pip",)]
+            assert all("=" in d for d in pinned), f"{env_file.name}: unpinned {pinned}"
 
 
 @pytest.mark.parametrize("rule", sorted(name for name, block in RULES.items() if "script:" in block))
 def test_environment_lists_what_the_rule_imports(rule: str) -> None:
     block = RULES[rule]
     script = (ROOT / "workflow" / "rules" / re.search(r'script:\n\s+"(.+?)"', block)[1]).resolve()
-    env_file = (ROOT / "workflow" / "rules" / re.search(r'conda:\n\s+"(.+?)"', block)[1]).resolve()
     needed = {PACKAGE_OF_MODULE.get(module, module) for module in imports_of(script, set())}
-    missing = needed - listed_packages(env_file)
-    assert not missing, f"{env_file.name} lacks {sorted(missing)} imported by rule {rule}"
+    for env_file in environment_files(block):
+        missing = needed - listed_packages(env_file)
+        assert not missing, f"{env_file.name} lacks {sorted(missing)} imported by rule {rule}"

@@ -77,6 +77,30 @@ def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path, monk
     assert (tmp_path / "resumed" / loop.LOG_NAME).read_text().count("\n") == 4
 
 
+def test_checkpoint_from_another_kind_of_device_resumes_with_reseeded_draws(tmp_path: Path, caplog) -> None:
+    """A run started on a GPU resumes on a CPU (and back): weights, optimiser and shuffling continue; the
+    draws, whose generator state does not fit another device's generator, go on from a seed derived from
+    the run's seed and epoch, the same on every resume."""
+    settings = TrainingSettings(epochs=1, batch_size=4, checkpoint_every=1)
+    _train(tmp_path / "first", settings=settings)
+    path = tmp_path / "first" / loop.CHECKPOINT_NAME
+    payload = checkpoint.load(path)
+    assert payload["draws_device"] == "cpu"
+    payload |= {"draws_device": "cuda", "draws": torch.zeros(16, dtype=torch.uint8)}  # a Philox state
+    longer = TrainingSettings(epochs=2, batch_size=4, checkpoint_every=1)
+    resumed = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        checkpoint.save(tmp_path / name / loop.CHECKPOINT_NAME, payload)
+        with caplog.at_level("WARNING", logger="mednca.train.loop"):
+            resumed.append(_train(tmp_path / name, settings=longer))
+    assert "written on cuda and training resumes on cpu" in caplog.text
+    (model_a, history_a), (model_b, history_b) = resumed
+    assert len(history_a) == 2 and history_a[0] == payload["history"][0]
+    assert _same_weights(model_a, model_b)
+    assert [row["loss"] for row in history_a] == [row["loss"] for row in history_b]
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 

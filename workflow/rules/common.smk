@@ -12,6 +12,8 @@ except ConfigError as error:
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]
 BASE_MODELS = "med_nca|nca|unet|segnet"
+# The torch rules' conda environment (`--sdm conda`): a CUDA build of torch when the config asks for a GPU.
+TORCH_ENV = "../../envs/train-cuda.yaml" if config["device"].startswith("cuda") else "../../envs/train.yaml"
 
 
 wildcard_constraints:

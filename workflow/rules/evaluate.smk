@@ -19,7 +19,7 @@ rule evaluate_model:
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
     conda:
-        "../../envs/train.yaml"
+        TORCH_ENV
     script:
         "../../scripts/evaluate_model.py"
 
@@ -41,6 +41,6 @@ rule nca_trajectory:
     params:
         device=config["device"],
     conda:
-        "../../envs/train.yaml"
+        TORCH_ENV
     script:
         "../../scripts/nca_trajectory.py"

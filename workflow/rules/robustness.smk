@@ -23,6 +23,6 @@ rule robustness_studies:
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
     conda:
-        "../../envs/train.yaml"
+        TORCH_ENV
     script:
         "../../scripts/robustness_studies.py"

@@ -19,7 +19,7 @@ rule train_model:
         device=config["device"],
         max_cases=None,
     conda:
-        "../../envs/train.yaml"
+        TORCH_ENV
     script:
         "../../scripts/train_model.py"
 
@@ -51,6 +51,6 @@ rule finetune_model:
         device=config["device"],
         max_cases=lambda wildcards: transfer_settings(wildcards)["cases"],
     conda:
-        "../../envs/train.yaml"
+        TORCH_ENV
     script:
         "../../scripts/train_model.py"

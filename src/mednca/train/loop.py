@@ -83,15 +83,26 @@ def fingerprint(settings: TrainingSettings, **context: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def reseeded_draws(seed: int, epoch: int) -> int:
+    """The seed of the model's draws when a run resumes at ``epoch`` on another kind of device, whose
+    generator cannot take the saved state (a CPU generator is a Mersenne twister, a CUDA one Philox)."""
+    return seed + 1 + 1_000_003 * epoch
+
+
 @dataclass
 class TrainingState:
-    """Everything that changes during training; saved in checkpoints to resume bit for bit."""
+    """Everything that changes during training; saved in checkpoints to resume bit for bit.
+
+    ``seed`` is the run's training seed, used only to reseed the draws when a checkpoint written on another
+    kind of device is resumed (see ``reseeded_draws``).
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     shuffle: torch.Generator
     draws: torch.Generator
+    seed: int = 0
     epoch: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
@@ -105,18 +116,30 @@ class TrainingState:
             "scheduler": self.scheduler.state_dict(),
             "shuffle": self.shuffle.get_state(),
             "draws": self.draws.get_state(),
+            "draws_device": self.draws.device.type,
             "history": self.history,
         }
 
     def restore(self, payload: dict[str, Any]) -> None:
-        """Load a checkpoint's content into this state."""
+        """Load a checkpoint's content into this state (weights and optimiser moments onto the model's
+        device, whichever device wrote them)."""
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.shuffle.set_state(payload["shuffle"])
-        self.draws.set_state(payload["draws"])
         self.epoch = int(payload["epoch"])
         self.history = list(payload["history"])
+        written_on = payload.get("draws_device", "cpu")
+        if written_on == self.draws.device.type:
+            self.draws.set_state(payload["draws"])
+            return
+        self.draws.manual_seed(reseeded_draws(self.seed, self.epoch))
+        log.warning(
+            "the checkpoint was written on %s and training resumes on %s: the fire masks and patches go on "
+            "from a new seed, so the result will not be bit-identical to an uninterrupted run",
+            written_on,
+            self.draws.device.type,
+        )
 
 
 CHECKPOINT_KEYS = frozenset(
@@ -217,6 +240,7 @@ def train_model(
         scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_gamma),
         shuffle=torch.Generator().manual_seed(seed),
         draws=torch.Generator(device=device).manual_seed(seed + 1),
+        seed=seed,
     )
     key = fingerprint(settings, seed=seed, **(context or {}))
     _resume(state, out_dir / CHECKPOINT_NAME, key, settings.epochs)
