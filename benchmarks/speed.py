@@ -417,6 +417,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "competing_threads": args.busy,
         "device": str(device),
+        **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
         "matmul_gflops": ceiling,
         "cases": rows,
     }

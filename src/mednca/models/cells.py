@@ -7,7 +7,9 @@ neighbour positions, which is what reflect padding computes. Perception and the 
 matrix multiplications over the gathered rows, in chunks that stay in the CPU's cache.
 
 ``CellUpdate`` is the autograd function of one step's updates with a hand-written backward pass: it keeps
-only the activations the gradients need and accumulates the weight gradients of all chunks in place.
+only the activations the gradients need (the neighbourhood rows are looked up again from the firing rows and
+the run's shared neighbour table, not stored per step) and accumulates the weight gradients of all chunks in
+place.
 """
 
 from __future__ import annotations
@@ -120,27 +122,25 @@ class CellUpdate(torch.autograd.Function):
         changes = cells.new_empty((len(firing), cells.shape[1]))
         saved = []
         for part, rows in _chunks(firing, neighbours):
-            saved += [rows, *_chunk_forward(_gather(cells, rows), weights, changes[part])]
-        ctx.save_for_backward(cells, *parameters, *saved)
+            saved += _chunk_forward(_gather(cells, rows), weights, changes[part])
+        ctx.save_for_backward(cells, firing, neighbours, *parameters, *saved)
         return changes
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_changes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        cells, *saved = ctx.saved_tensors
+        cells, firing, neighbours, *saved = ctx.saved_tensors
         weights = RuleWeights(*saved[:6])
-        chunks = saved[6:]  # (n, 9) rows, (n, 2C) perception, (n, hidden) activations of each chunk
+        activations = saved[6:]  # (n, 2C) perception and (n, hidden) activations of each chunk
         channels = cells.shape[1]
         grads = [torch.zeros_like(parameter) for parameter in weights.as_tuple()]
         grad_perception, grad_perception_bias, grad_state_to_hidden, grad_perception_to_hidden = grads[:4]
         grad_hidden_bias, grad_output = grads[4:]
         grad_cells = torch.zeros_like(cells) if ctx.needs_input_grad[0] else None
-        start = 0
-        for index in range(0, len(chunks), 3):
-            rows, conv, hidden = chunks[index : index + 3]
+        for index, (part, rows) in enumerate(_chunks(firing, neighbours)):
+            conv, hidden = activations[2 * index : 2 * index + 2]
             neighbourhoods = _gather(cells, rows)
-            grad_change = grad_changes[start : start + len(rows)]
-            start += len(rows)
+            grad_change = grad_changes[part]
             grad_output.addmm_(grad_change.t(), hidden)
             grad_hidden = torch.ops.aten.threshold_backward(grad_change @ weights.output, hidden, 0)
             grad_state_to_hidden.addmm_(grad_hidden.t(), _centre(neighbourhoods, channels))
@@ -241,28 +241,26 @@ class FoldedCellUpdate(torch.autograd.Function):
         compute = FoldedWeights(*(weight.to(dtype) for weight in parameters))
         changes = cells.new_empty((len(firing), cells.shape[1]))
         cells_in_dtype = cells.to(dtype)
-        saved = []
-        for part, rows in _chunks(firing, neighbours):
-            saved += [rows, _folded_chunk(_gather(cells_in_dtype, rows), compute, changes[part])]
+        saved = [
+            _folded_chunk(_gather(cells_in_dtype, rows), compute, changes[part])
+            for part, rows in _chunks(firing, neighbours)
+        ]
         ctx.state_dtype = cells.dtype
-        ctx.save_for_backward(cells_in_dtype, *compute.as_tuple(), *saved)
+        ctx.save_for_backward(cells_in_dtype, firing, neighbours, *compute.as_tuple(), *saved)
         return changes
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_changes: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        cells, first, first_bias, output, *chunks = ctx.saved_tensors  # cells in the compute dtype
+        cells, firing, neighbours, first, first_bias, output, *activations = ctx.saved_tensors
         state_dtype, channels = ctx.state_dtype, cells.shape[1]
         grad_first = torch.zeros(first.shape, dtype=state_dtype, device=cells.device)
         grad_bias = torch.zeros(first_bias.shape, dtype=state_dtype, device=cells.device)
         grad_output = torch.zeros(output.shape, dtype=state_dtype, device=cells.device)
         grad_cells = torch.zeros(cells.shape, dtype=state_dtype, device=cells.device)
-        start = 0
-        for index in range(0, len(chunks), 2):
-            rows, hidden = chunks[index : index + 2]
+        for (part, rows), hidden in zip(_chunks(firing, neighbours), activations, strict=True):
             neighbourhoods = _gather(cells, rows)
-            grad_change = grad_changes[start : start + len(rows)].to(cells.dtype)
-            start += len(rows)
+            grad_change = grad_changes[part].to(cells.dtype)
             grad_output += grad_change.t() @ hidden
             grad_hidden = torch.ops.aten.threshold_backward(grad_change @ output, hidden, 0)
             grad_first += grad_hidden.t() @ neighbourhoods
