@@ -343,15 +343,16 @@ COMPETITOR = (
 
 
 @contextlib.contextmanager
-def competitor(threads: int) -> Iterator[None]:
-    """Run a CPU-bound process of ``threads`` threads (matrix products) beside the block; 0 = none."""
+def competitor(threads: int) -> Iterator[subprocess.Popen | None]:
+    """Run a CPU-bound process of ``threads`` threads (matrix products) beside the block and yield it;
+    0 = none (yields None)."""
     if threads <= 0:
-        yield
+        yield None
         return
     process = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(threads)])
     try:
         time.sleep(1.0)  # let it start computing
-        yield
+        yield process
     finally:
         process.kill()
         process.wait()
