@@ -80,4 +80,19 @@ def test_weighted_bce_weighs_missed_foreground() -> None:
 
 def test_unknown_loss_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown loss"):
-        build_loss("focal")
+        build_loss("focal", 25.0)
+
+
+def test_dice_bce_weights_scale_its_two_terms() -> None:
+    from mednca.train.losses import DiceBCELoss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn((2, 1, 8, 8), generator=generator)
+    targets = (torch.rand((2, 1, 8, 8), generator=generator) > 0.5).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    dice = DiceBCELoss(bce_weight=0.0)(logits, targets)
+    torch.testing.assert_close(DiceBCELoss(dice_weight=0.0)(logits, targets), bce)
+    torch.testing.assert_close(
+        DiceBCELoss(dice_weight=1.2, bce_weight=0.8)(logits, targets), 1.2 * dice + 0.8 * bce
+    )
+    torch.testing.assert_close(DiceBCELoss()(logits, targets), dice + bce)

@@ -477,3 +477,38 @@ def test_native_bf16_is_read_from_the_cpu_flags(flags: set[str], native: bool, m
 def test_bad_precision_settings_are_value_errors(arguments: dict) -> None:
     with pytest.raises(ValueError, match="precision|cell_rule"):
         MedNCA(**arguments)
+
+
+@pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
+def test_random_step_counts_in_training_only(model_class: type[nn.Module], monkeypatch) -> None:
+    """With ``min_steps`` a training batch runs one step count drawn from [min_steps, steps] for all its
+    levels; inference always runs ``steps``, and so does training without it."""
+    from mednca.models import nca
+
+    runs: list[int] = []
+    original_run = nca.NCARule.run
+
+    def counting_run(self, state, steps, *args, **kwargs):
+        runs.append(steps)
+        return original_run(self, state, steps, *args, **kwargs)
+
+    monkeypatch.setattr(nca.NCARule, "run", counting_run)
+    model = model_class(channels=8, hidden_size=16, steps=9, min_steps=2)
+    images = torch.rand((2, 1, 16, 16), generator=seeded(0))
+    labels = (images > 0.5).float()
+    drawn = set()
+    for seed in range(12):
+        runs.clear()
+        model.training_forward(images, labels, seeded(seed))
+        assert len(set(runs)) == 1 and 2 <= runs[0] <= 9  # one count for both levels
+        drawn.add(runs[0])
+    assert len(drawn) > 2
+    runs.clear()
+    with torch.no_grad():
+        model(images, seeded(0))
+    assert set(runs) == {9}
+    runs.clear()
+    model_class(channels=8, hidden_size=16, steps=9).training_forward(images, labels, seeded(0))
+    assert set(runs) == {9}
+    with pytest.raises(ValueError, match="min_steps"):
+        model_class(steps=4, min_steps=5)

@@ -191,3 +191,71 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     tuned = checkpoint.load(tmp_path / "b" / "model.pt")
     assert tuned["in_channels"] == 3 and tuned["preprocessing"]["repeat_channels"] == 3
     assert tuned["training"]["train_cases"] == 2
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_iteration() -> None:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    settings = TrainingSettings(epochs=1, batch_size=1, schedule="cosine", warmup_iterations=4)
+    scheduler = loop.build_scheduler(optimizer, settings, iterations=20)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert max(rates) == pytest.approx(0.1) and rates[4] == pytest.approx(0.1)
+    assert all(later <= earlier for earlier, later in zip(rates[4:], rates[5:], strict=False))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_only_the_cosine_schedule_ties_a_checkpoint_to_the_epoch_count() -> None:
+    for schedule, tied in (("exponential", False), ("cosine", True)):
+        short, long = (TrainingSettings(epochs=epochs, batch_size=4, schedule=schedule) for epochs in (3, 6))
+        assert (loop.fingerprint(short, seed=0) != loop.fingerprint(long, seed=0)) == tied
+
+
+def test_weight_average_follows_the_weights_with_its_decay() -> None:
+    model = torch.nn.Linear(2, 1)
+    average = loop.WeightAverage(model, decay=0.75)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(4.0)
+    average.update(model)
+    torch.testing.assert_close(average.state["weight"], start + 1.0)
+
+
+def test_recipe_options_change_training_and_resume_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
+    """EMA (the trained model holds the average), gradient clipping, the loss weights and the cosine
+    schedule each change the result; a killed run with all of them resumes to the same weights."""
+    recipe = TrainingSettings(
+        epochs=3,
+        batch_size=4,
+        checkpoint_every=1,
+        schedule="cosine",
+        warmup_iterations=2,
+        dice_weight=1.2,
+        bce_weight=0.8,
+        grad_clip=0.5,
+        ema_decay=0.9,
+    )
+    plain, plain_history = _train(tmp_path / "plain")
+    straight, history = _train(tmp_path / "recipe", settings=recipe)
+    assert not _same_weights(plain, straight)
+    assert [row["iterations"] for row in history] == [3, 6, 9]  # 10 slices in batches of 4
+    raw = checkpoint.load(tmp_path / "recipe" / loop.CHECKPOINT_NAME)["model"]
+    assert not all(torch.equal(raw[name], value) for name, value in straight.state_dict().items())
+    run_epoch, calls = loop._run_epoch, []
+
+    def killed_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "resumed", settings=recipe)
+    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    resumed, _ = _train(tmp_path / "resumed", settings=recipe)
+    assert _same_weights(straight, resumed)

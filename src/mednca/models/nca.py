@@ -80,6 +80,14 @@ def _check_compute(precision: str, cell_rule: str) -> None:
         )
 
 
+def training_steps(steps: int, min_steps: int | None, generator: torch.Generator) -> int:
+    """The step count of one training batch: ``steps``, or with ``min_steps`` one uniform draw from
+    [min_steps, steps] (from ``generator``; nothing is drawn when it is off)."""
+    if min_steps is None:
+        return steps
+    return int(torch.randint(min_steps, steps + 1, (1,), generator=generator, device=generator.device))
+
+
 def default_generator(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
     """Return ``generator``, or a new generator on ``device`` seeded with 0 when it is ``None``."""
     if generator is not None:
@@ -264,10 +272,15 @@ class NCARule(nn.Module):
         return x
 
 
-def _check_rule_settings(steps: int, fire_rate: float, checkpoint_steps: int = 0) -> None:
-    """Raise ValueError for a negative step count, a fire rate outside (0, 1] or negative checkpointing."""
+def _check_rule_settings(
+    steps: int, fire_rate: float, checkpoint_steps: int = 0, min_steps: int | None = None
+) -> None:
+    """Raise ValueError for a negative step count, a fire rate outside (0, 1], negative checkpointing or
+    a ``min_steps`` outside [1, steps]."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if min_steps is not None and not 1 <= min_steps <= steps:
+        raise ValueError(f"min_steps must be between 1 and steps ({steps}) or null, got {min_steps}")
     if not 0.0 < fire_rate <= 1.0:
         raise ValueError(f"fire_rate must be in (0, 1], got {fire_rate}")
     if checkpoint_steps < 0:
@@ -285,8 +298,9 @@ class MedNCA(nn.Module):
     H and W must be divisible by ``downscale``. In training, level 2 runs on one random patch per image
     of ``patch_size`` (default: the level-1 size, H/downscale x W/downscale, as in the paper).
     ``checkpoint_steps`` > 0 trades compute for memory in training (see ``NCARule.run``), which lets the
-    full-resolution level train on larger patches. ``precision`` and ``cell_rule`` are passed to both
-    rules (see ``NCARule``).
+    full-resolution level train on larger patches. ``min_steps`` (None = off) makes each training batch run
+    a random number of steps per level, drawn from [min_steps, steps]; inference always runs ``steps``.
+    ``precision`` and ``cell_rule`` are passed to both rules (see ``NCARule``).
     25,920 parameters at channels=16, hidden_size=128, in_channels=1.
     """
 
@@ -302,9 +316,10 @@ class MedNCA(nn.Module):
         checkpoint_steps: int = 0,
         precision: str = "fp32",
         cell_rule: str = "auto",
+        min_steps: int | None = None,
     ) -> None:
         super().__init__()
-        _check_rule_settings(steps, fire_rate, checkpoint_steps)
+        _check_rule_settings(steps, fire_rate, checkpoint_steps, min_steps)
         if downscale < 1:
             raise ValueError(f"downscale must be >= 1, got {downscale}")
         if patch_size is not None and patch_size < 1:
@@ -317,6 +332,7 @@ class MedNCA(nn.Module):
         self.size_multiple = self.size_multiple_for(downscale=downscale)
         self.patch_size = patch_size
         self.checkpoint_steps = checkpoint_steps
+        self.min_steps = min_steps
         self.level1 = NCARule(channels, hidden_size, in_channels, precision, cell_rule)
         self.level2 = NCARule(channels, hidden_size, in_channels, precision, cell_rule)
 
@@ -345,16 +361,19 @@ class MedNCA(nn.Module):
         upscaled = F.interpolate(level1_state, size=images.shape[-2:], mode="nearest")
         return torch.cat([images, upscaled[:, self.in_channels :]], dim=1)
 
-    def coarse_state(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """(B, C_in, H, W) images -> (B, C, H, W) level-1 state, upscaled, with the full image channels."""
+    def coarse_state(self, images: Tensor, generator: torch.Generator, steps: int | None = None) -> Tensor:
+        """(B, C_in, H, W) images -> (B, C, H, W) level-1 state after ``steps`` (default ``self.steps``)
+        steps, upscaled, with the full image channels."""
+        steps = self.steps if steps is None else steps
         state = self.level1.run(
-            self.level1_input(images), self.steps, self.fire_rate, generator, self.checkpoint_steps
+            self.level1_input(images), steps, self.fire_rate, generator, self.checkpoint_steps
         )
         return self.level2_input(images, state)
 
-    def _logits(self, state: Tensor, generator: torch.Generator) -> Tensor:
+    def _logits(self, state: Tensor, generator: torch.Generator, steps: int | None = None) -> Tensor:
         """(B, C, h, w) level-2 input state -> (B, 1, h, w) logits after the level-2 steps."""
-        state = self.level2.run(state, self.steps, self.fire_rate, generator, self.checkpoint_steps)
+        steps = self.steps if steps is None else steps
+        state = self.level2.run(state, steps, self.fire_rate, generator, self.checkpoint_steps)
         return state[:, self.in_channels : self.in_channels + 1]
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -379,10 +398,11 @@ class MedNCA(nn.Module):
         """
         self._check(images)
         generator = default_generator(images.device, generator)
-        state = self.coarse_state(images, generator)
+        steps = training_steps(self.steps, self.min_steps, generator)
+        state = self.coarse_state(images, generator, steps)
         patch = self._patch_shape(*images.shape[-2:])
         corners = random_corners(images.shape, patch, generator)
-        return self._logits(crop(state, corners, patch), generator), crop(labels, corners, patch)
+        return self._logits(crop(state, corners, patch), generator, steps), crop(labels, corners, patch)
 
 
 def random_corners(
@@ -406,8 +426,9 @@ def crop(tensor: Tensor, corners: list[tuple[int, int]], patch: tuple[int, int])
 class SingleLevelNCA(nn.Module):
     """Single-level NCA ablation: one rule at full resolution, (B, C_in, H, W) -> (B, 1, H, W) logits.
 
-    The state starts as the image followed by zeros and runs for ``steps`` steps; the logit is state
-    channel ``in_channels``. 12,960 parameters at channels=16, hidden_size=128, in_channels=1.
+    The state starts as the image followed by zeros and runs for ``steps`` steps (in training, with
+    ``min_steps``, a random count from [min_steps, steps] per batch); the logit is state channel
+    ``in_channels``. 12,960 parameters at channels=16, hidden_size=128, in_channels=1.
     """
 
     def __init__(
@@ -420,9 +441,11 @@ class SingleLevelNCA(nn.Module):
         checkpoint_steps: int = 0,
         precision: str = "fp32",
         cell_rule: str = "auto",
+        min_steps: int | None = None,
     ) -> None:
         super().__init__()
-        _check_rule_settings(steps, fire_rate, checkpoint_steps)
+        _check_rule_settings(steps, fire_rate, checkpoint_steps, min_steps)
+        self.min_steps = min_steps
         self.in_channels = in_channels
         self.channels = channels
         self.steps = steps
@@ -436,12 +459,15 @@ class SingleLevelNCA(nn.Module):
         """What image height and width must be a multiple of: 1, it runs at full resolution only."""
         return 1
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits."""
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, steps: int | None = None
+    ) -> Tensor:
+        """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits after ``steps`` (default: ``steps``)."""
         _check_images(images, self.in_channels)
         generator = default_generator(images.device, generator)
+        steps = self.steps if steps is None else steps
         state = self.rule.run(
-            initial_state(images, self.channels), self.steps, self.fire_rate, generator, self.checkpoint_steps
+            initial_state(images, self.channels), steps, self.fire_rate, generator, self.checkpoint_steps
         )
         return state[:, self.in_channels : self.in_channels + 1]
 
@@ -449,7 +475,9 @@ class SingleLevelNCA(nn.Module):
         self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """(B, C_in, H, W) images, (B, 1, H, W) labels -> ((B, 1, H, W) logits, the labels)."""
-        return self.forward(images, generator), labels
+        generator = default_generator(images.device, generator)
+        steps = training_steps(self.steps, self.min_steps, generator)
+        return self.forward(images, generator, steps), labels
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ LOG_NAME = "train_log.csv"
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Optimisation settings of one model (Med-NCA defaults: Adam 1.6e-3, betas (0.5, 0.5), decay 0.9999)."""
+    """Optimisation settings of one model (Med-NCA defaults: Adam 1.6e-3, betas (0.5, 0.5), decay 0.9999).
+
+    The recipe options are off by default (the paper's training): ``schedule`` ``exponential`` (``lr_gamma``
+    per step) or ``cosine`` (linear warm-up over ``warmup_iterations``, then cosine decay to 0 at the last
+    iteration); ``dice_weight`` and ``bce_weight`` weigh the two terms of ``dice_bce``; ``grad_clip`` > 0
+    clips the gradients' total norm; ``ema_decay`` > 0 keeps an exponential moving average of the weights,
+    which is what the trained model holds.
+    """
 
     epochs: int
     batch_size: int
@@ -46,8 +54,14 @@ class TrainingSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     lr_gamma: float = 0.9999
+    schedule: str = "exponential"
+    warmup_iterations: int = 0
     loss: str = "dice_bce"
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
     pos_weight: float = 25.0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
     checkpoint_every: int = 10
 
 
@@ -75,10 +89,47 @@ def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim
     raise ValueError(f"unknown optimizer '{settings.optimizer}' (expected 'adam' or 'sgd')")
 
 
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainingSettings, iterations: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule over a run of ``iterations`` optimiser steps (stepped after each one)."""
+    if settings.schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_gamma)
+    if settings.schedule != "cosine":
+        raise ValueError(f"unknown schedule '{settings.schedule}' (expected 'exponential' or 'cosine')")
+    warmup = min(settings.warmup_iterations, iterations)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, iterations) / max(iterations - warmup, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights: after every optimiser step each floating-point
+    parameter and buffer moves ``1 - decay`` of the way to the model's (integer buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.state[name].lerp_(value, 1 - self.decay)
+            else:
+                self.state[name].copy_(value)
+
+
 def fingerprint(settings: TrainingSettings, **context: Any) -> str:
-    """Hash of everything a checkpoint depends on except the epoch count, so training can be extended."""
+    """Hash of everything a checkpoint depends on except the epoch count, so training can be extended;
+    with the cosine schedule, which depends on the run's length, the epoch count too."""
     fields = dataclasses.asdict(settings)
-    fields.pop("epochs")
+    if settings.schedule == "exponential":
+        fields.pop("epochs")
     text = json.dumps({"settings": fields, **context}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -103,8 +154,16 @@ class TrainingState:
     shuffle: torch.Generator
     draws: torch.Generator
     seed: int = 0
+    average: WeightAverage | None = None
     epoch: int = 0
+    iterations: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def trained_model(self) -> nn.Module:
+        """The model with the weights that training produces: the moving average where one is kept."""
+        if self.average is not None:
+            self.model.load_state_dict(self.average.state)
+        return self.model
 
     def payload(self, key: str) -> dict[str, Any]:
         """The checkpoint content."""
@@ -117,6 +176,8 @@ class TrainingState:
             "shuffle": self.shuffle.get_state(),
             "draws": self.draws.get_state(),
             "draws_device": self.draws.device.type,
+            "iterations": self.iterations,
+            "average": None if self.average is None else self.average.state,
             "history": self.history,
         }
 
@@ -128,6 +189,12 @@ class TrainingState:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.shuffle.set_state(payload["shuffle"])
         self.epoch = int(payload["epoch"])
+        self.iterations = int(payload.get("iterations", 0))
+        if self.average is not None:
+            saved = payload.get("average") or {}
+            self.average.state = {
+                name: saved[name].to(value.device) for name, value in self.average.state.items()
+            }
         self.history = list(payload["history"])
         written_on = payload.get("draws_device", "cpu")
         if written_on == self.draws.device.type:
@@ -186,22 +253,32 @@ def _resume(state: TrainingState, path: Path, key: str, epochs: int) -> None:
 
 
 def _run_epoch(
-    state: TrainingState, loss_fn: nn.Module, images: Tensor, labels: Tensor, batch_size: int, bar: tqdm
+    state: TrainingState,
+    loss_fn: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    settings: TrainingSettings,
+    bar: tqdm,
 ) -> float:
     """One pass over the (N, C, H, W) images in shuffled batches; returns the mean batch loss."""
     device = next(state.model.parameters()).device
     order = torch.randperm(len(images), generator=state.shuffle)
     state.model.train()
     total = 0.0
-    for start in range(0, len(images), batch_size):
-        batch = order[start : start + batch_size]
+    for start in range(0, len(images), settings.batch_size):
+        batch = order[start : start + settings.batch_size]
         x, y = images[batch].to(device), labels[batch].to(device)
         logits, target = state.model.training_forward(x, y, generator=state.draws)
         loss = loss_fn(logits, target)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), settings.grad_clip)
         state.optimizer.step()
         state.scheduler.step()
+        state.iterations += 1
+        if state.average is not None:
+            state.average.update(state.model)
         value = float(loss.detach())
         total += value * len(batch)
         bar.update(len(batch))
@@ -224,7 +301,9 @@ def train_model(
 
     Writes ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end, ``train_log.csv`` and
     TensorBoard events in ``out_dir``. ``context`` (model name, arguments, data description) goes into the
-    checkpoint fingerprint. Returns the trained model and the per-epoch history.
+    checkpoint fingerprint. Returns the trained model (with the weights' moving average where
+    ``settings.ema_decay`` > 0) and the per-epoch history (``epoch``, ``iterations`` so far, ``loss``, ``lr``,
+    ``seconds``).
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -234,17 +313,21 @@ def train_model(
     with seeded(seed):
         model = build().to(device)
     optimizer = build_optimizer(model, settings)
+    iterations = settings.epochs * math.ceil(len(images) / settings.batch_size)
     state = TrainingState(
         model=model,
         optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_gamma),
+        scheduler=build_scheduler(optimizer, settings, iterations),
         shuffle=torch.Generator().manual_seed(seed),
         draws=torch.Generator(device=device).manual_seed(seed + 1),
         seed=seed,
+        average=WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None,
     )
     key = fingerprint(settings, seed=seed, **(context or {}))
     _resume(state, out_dir / CHECKPOINT_NAME, key, settings.epochs)
-    loss_fn = build_loss(settings.loss, settings.pos_weight).to(device)
+    loss_fn = build_loss(settings.loss, settings.pos_weight, settings.dice_weight, settings.bce_weight).to(
+        device
+    )
     writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=state.epoch + 1)
     try:
         while state.epoch < settings.epochs:
@@ -253,10 +336,11 @@ def train_model(
             with tqdm(
                 total=len(images), desc=description, unit="img", disable=not progress, leave=False
             ) as bar:
-                loss = _run_epoch(state, loss_fn, images, labels, settings.batch_size, bar)
+                loss = _run_epoch(state, loss_fn, images, labels, settings, bar)
             state.epoch += 1
             row = {
                 "epoch": state.epoch,
+                "iterations": state.iterations,
                 "loss": loss,
                 "lr": state.scheduler.get_last_lr()[0],
                 "seconds": time.perf_counter() - started,
@@ -270,4 +354,4 @@ def train_model(
                 checkpoint.save(out_dir / CHECKPOINT_NAME, state.payload(key))
     finally:
         writer.close()
-    return state.model, state.history
+    return state.trained_model(), state.history
