@@ -209,10 +209,13 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_iteration() ->
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_only_the_cosine_schedule_ties_a_checkpoint_to_the_epoch_count() -> None:
+def test_only_the_cosine_schedule_ties_a_checkpoint_to_the_epoch_count_and_snapshots_never() -> None:
     for schedule, tied in (("exponential", False), ("cosine", True)):
         short, long = (TrainingSettings(epochs=epochs, batch_size=4, schedule=schedule) for epochs in (3, 6))
         assert (loop.fingerprint(short, seed=0) != loop.fingerprint(long, seed=0)) == tied
+    plain = TrainingSettings(epochs=3, batch_size=4)
+    with_snapshots = TrainingSettings(epochs=3, batch_size=4, snapshot_every=1)
+    assert loop.fingerprint(plain, seed=0) == loop.fingerprint(with_snapshots, seed=0)
 
 
 def test_weight_average_follows_the_weights_with_its_decay() -> None:
@@ -259,3 +262,20 @@ def test_recipe_options_change_training_and_resume_bit_for_bit(tmp_path: Path, m
     monkeypatch.setattr(loop, "_run_epoch", run_epoch)
     resumed, _ = _train(tmp_path / "resumed", settings=recipe)
     assert _same_weights(straight, resumed)
+
+
+def test_snapshots_hold_the_trained_weights_and_leave_the_run_unchanged(tmp_path: Path) -> None:
+    """Snapshots every 2 epochs hold what the trained model would be then (the moving average with
+    ``ema_decay``), with the iterations and training time so far; the run's result is unchanged."""
+    settings = TrainingSettings(epochs=4, batch_size=4, ema_decay=0.5)
+    plain, _ = _train(tmp_path / "plain", settings=settings)
+    with_snapshots = TrainingSettings(epochs=4, batch_size=4, ema_decay=0.5, snapshot_every=2)
+    model, history = _train(tmp_path / "snapshots", settings=with_snapshots)
+    assert _same_weights(plain, model)
+    folder = tmp_path / "snapshots" / loop.SNAPSHOTS_NAME
+    assert sorted(path.name for path in folder.iterdir()) == ["epoch0002.pt", "epoch0004.pt"]
+    last, middle = (checkpoint.load(folder / name) for name in ("epoch0004.pt", "epoch0002.pt"))
+    assert all(torch.equal(last["state_dict"][name], value) for name, value in model.state_dict().items())
+    assert (middle["epoch"], middle["iterations"]) == (2, 6)
+    assert middle["train_seconds"] == pytest.approx(sum(row["seconds"] for row in history[:2]))
+    assert not all(torch.equal(middle["state_dict"][k], v) for k, v in last["state_dict"].items())

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.csv"
+SNAPSHOTS_NAME = "snapshots"
+"""Folder beside the checkpoint with ``epoch{E:04d}.pt`` snapshots: ``epoch``, ``iterations``,
+``train_seconds`` (training time so far) and ``state_dict``. Like the checkpoint it outlives a killed job."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class TrainingSettings:
     per step) or ``cosine`` (linear warm-up over ``warmup_iterations``, then cosine decay to 0 at the last
     iteration); ``dice_weight`` and ``bce_weight`` weigh the two terms of ``dice_bce``; ``grad_clip`` > 0
     clips the gradients' total norm; ``ema_decay`` > 0 keeps an exponential moving average of the weights,
-    which is what the trained model holds.
+    which is what the trained model holds. ``snapshot_every`` > 0 saves the trained model's weights every so
+    many epochs (``SNAPSHOTS_NAME``), for learning curves; saving draws no random numbers.
     """
 
     epochs: int
@@ -63,6 +67,7 @@ class TrainingSettings:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     checkpoint_every: int = 10
+    snapshot_every: int = 0
 
 
 @contextlib.contextmanager
@@ -125,9 +130,11 @@ class WeightAverage:
 
 
 def fingerprint(settings: TrainingSettings, **context: Any) -> str:
-    """Hash of everything a checkpoint depends on except the epoch count, so training can be extended;
-    with the cosine schedule, which depends on the run's length, the epoch count too."""
+    """Hash of everything a checkpoint depends on except the epoch count, so training can be extended
+    (with the cosine schedule, which depends on the run's length, the epoch count too), and the snapshot
+    interval, which does not change the run."""
     fields = dataclasses.asdict(settings)
+    fields.pop("snapshot_every")
     if settings.schedule == "exponential":
         fields.pop("epochs")
     text = json.dumps({"settings": fields, **context}, sort_keys=True, default=str)
@@ -159,11 +166,23 @@ class TrainingState:
     iterations: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
+    def trained_weights(self) -> dict[str, Tensor]:
+        """The weights that training produces: the moving average where one is kept, else the model's."""
+        return self.model.state_dict() if self.average is None else self.average.state
+
     def trained_model(self) -> nn.Module:
-        """The model with the weights that training produces: the moving average where one is kept."""
-        if self.average is not None:
-            self.model.load_state_dict(self.average.state)
+        """The model with ``trained_weights`` loaded."""
+        self.model.load_state_dict(self.trained_weights())
         return self.model
+
+    def snapshot(self, folder: Path) -> Path:
+        """Save the trained weights at this epoch to ``folder/epoch{E:04d}.pt`` and return the path."""
+        path = Path(folder) / f"epoch{self.epoch:04d}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seconds = sum(row["seconds"] for row in self.history)
+        payload = {"epoch": self.epoch, "iterations": self.iterations, "train_seconds": seconds}
+        checkpoint.save(path, {**payload, "state_dict": self.trained_weights()})
+        return path
 
     def payload(self, key: str) -> dict[str, Any]:
         """The checkpoint content."""
@@ -350,6 +369,8 @@ def train_model(
             writer.add_scalar("loss/train", loss, state.epoch)
             writer.add_scalar("lr", row["lr"], state.epoch)
             write_csv(out_dir / LOG_NAME, pd.DataFrame(state.history))
+            if settings.snapshot_every > 0 and state.epoch % settings.snapshot_every == 0:
+                state.snapshot(out_dir / SNAPSHOTS_NAME)
             if state.epoch % settings.checkpoint_every == 0 or state.epoch == settings.epochs:
                 checkpoint.save(out_dir / CHECKPOINT_NAME, state.payload(key))
     finally:
