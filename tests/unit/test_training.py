@@ -55,22 +55,26 @@ def test_training_does_not_touch_the_global_random_state(tmp_path: Path) -> None
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
-    straight, straight_history = _train(tmp_path / "straight")
-    run_epoch = loop._run_epoch
-    calls = []
+def _killed_in_second_epoch(out_dir: Path, settings: TrainingSettings, monkeypatch) -> None:
+    """Train into ``out_dir`` and interrupt the run as its second epoch starts, as a kill would."""
+    run_epoch, calls = loop._run_epoch, []
 
-    def killed_in_second_epoch(*args, **kwargs):
+    def killed(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return run_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "_run_epoch", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "resumed")
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "_run_epoch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _train(out_dir, settings=settings)
+
+
+def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
+    straight, straight_history = _train(tmp_path / "straight")
+    _killed_in_second_epoch(tmp_path / "resumed", SETTINGS, monkeypatch)
     assert checkpoint.load(tmp_path / "resumed" / loop.CHECKPOINT_NAME)["epoch"] == 1
-    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
     resumed, resumed_history = _train(tmp_path / "resumed")
     assert _same_weights(straight, resumed)
     assert [r["loss"] for r in resumed_history] == [r["loss"] for r in straight_history]
@@ -248,18 +252,7 @@ def test_recipe_options_change_training_and_resume_bit_for_bit(tmp_path: Path, m
     assert [row["iterations"] for row in history] == [3, 6, 9]  # 10 slices in batches of 4
     raw = checkpoint.load(tmp_path / "recipe" / loop.CHECKPOINT_NAME)["model"]
     assert not all(torch.equal(raw[name], value) for name, value in straight.state_dict().items())
-    run_epoch, calls = loop._run_epoch, []
-
-    def killed_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return run_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "_run_epoch", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "resumed", settings=recipe)
-    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    _killed_in_second_epoch(tmp_path / "resumed", recipe, monkeypatch)
     resumed, _ = _train(tmp_path / "resumed", settings=recipe)
     assert _same_weights(straight, resumed)
 
