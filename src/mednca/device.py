@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -37,8 +38,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    """The CPU's feature flags as Linux reports them (empty elsewhere); read once per process."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:

@@ -198,22 +198,34 @@ class NCARule(nn.Module):
         return self.run(state, 1, fire_rate, generator)
 
     def _advance(
-        self, x: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+        self,
+        x: Tensor,
+        shape: torch.Size,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        formulation: tuple[str, torch.dtype],
     ) -> Tensor:
         """``steps`` steps of the working tensor: the (B, C, H, W) state of ``shape`` for the dense rule,
-        its (B * H * W, C) cells for the others."""
-        rule, dtype = self.formulation(x.device)
+        its (B * H * W, C) cells for the others; ``formulation`` is the run's ``formulation()``."""
+        rule, dtype = formulation
         if rule == "dense":
             return dense_steps(x, self.conv_weights(), steps, fire_rate, generator, dtype)
-        return self._cell_steps(x, shape, steps, fire_rate, generator)
+        return self._cell_steps(x, shape, steps, fire_rate, generator, formulation)
 
     def _cell_steps(
-        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+        self,
+        cells: Tensor,
+        shape: torch.Size,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        formulation: tuple[str, torch.dtype],
     ) -> Tensor:
         """(B * H * W, C) cells of a (B, C, H, W) ``shape`` -> the cells after ``steps`` steps."""
         batch, _, height, width = shape
         neighbours = reflected_neighbours(batch, height, width, cells.device)
-        rule, dtype = self.formulation(cells.device)
+        rule, dtype = formulation
         folded = rule == "folded"
         weights = fold(self.rule_weights()) if folded else self.rule_weights()
         for _ in range(steps):
@@ -242,19 +254,26 @@ class NCARule(nn.Module):
         kept for backpropagation; the steps in between are recomputed during the backward pass with the same
         random draws, so gradients are unchanged and memory no longer grows with every step.
         """
-        dense = self.formulation(state.device)[0] == "dense"
+        formulation = self.formulation(state.device)
+        dense = formulation[0] == "dense"
         x = state if dense else to_cells(state)
         if checkpoint_steps <= 0 or not torch.is_grad_enabled():
-            x = self._advance(x, state.shape, steps, fire_rate, generator)
+            x = self._advance(x, state.shape, steps, fire_rate, generator, formulation)
         else:
             for start in range(0, steps, checkpoint_steps):
                 x = self._checkpointed_steps(
-                    x, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator
+                    x, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator, formulation
                 )
         return x if dense else from_cells(x, state.shape)
 
     def _checkpointed_steps(
-        self, x: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+        self,
+        x: Tensor,
+        shape: torch.Size,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        formulation: tuple[str, torch.dtype],
     ) -> Tensor:
         """``steps`` steps under activation checkpointing, replaying the generator's draws when recomputed."""
         start_state = generator.get_state()
@@ -263,7 +282,7 @@ class NCARule(nn.Module):
         def segment(start: Tensor) -> Tensor:
             local = torch.Generator(device=generator.device)
             local.set_state(start_state)
-            end = self._advance(start, shape, steps, fire_rate, local)
+            end = self._advance(start, shape, steps, fire_rate, local, formulation)
             end_state[:] = [local.get_state()]
             return end
 

@@ -40,7 +40,13 @@ class ReferenceRule(NCARule):
         return "gather", torch.float32
 
     def _cell_steps(
-        self, cells: Tensor, shape: torch.Size, steps: int, fire_rate: float, generator: torch.Generator
+        self,
+        cells: Tensor,
+        shape: torch.Size,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator,
+        formulation: tuple[str, torch.dtype],
     ) -> Tensor:
         """The original loop of ``step`` on the (B, C, H, W) state held by the (B * H * W, C) ``cells``."""
         state = from_cells(cells, shape)

@@ -107,7 +107,8 @@ def build_scheduler(
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, iterations) / max(iterations - warmup, 1)))
+        decay = max(iterations - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, decay) / decay))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
