@@ -11,6 +11,7 @@ run_logged(
         studies=list(snakemake.params.studies),
         metrics_json=snakemake.output.metrics,
         training_csv=snakemake.output.training,
+        learning_curve_csv=snakemake.output.learning_curve,
         robustness_csv=snakemake.output.robustness,
     ),
     snakemake.log[0],

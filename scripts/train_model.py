@@ -22,6 +22,7 @@ run_logged(
         device_name=snakemake.params.device,
         max_cases=snakemake.params.max_cases,
         init_model=snakemake.input.get("init_model"),
+        snapshots_dir=snakemake.output.snapshots,
     ),
     snakemake.log[0],
 )

@@ -15,7 +15,7 @@ from mednca.data.volumes import save_label_map
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
 from mednca.report.build import build_report
 from mednca.report.collect import Missing, ResultsLayout, Run, dataset_digest, load_benchmarks
-from mednca.report.findings import dice_findings, quality_findings, robustness_findings
+from mednca.report.findings import dice_findings, equal_time_findings, quality_findings, robustness_findings
 from mednca.report.tables import main_table, robustness_summary
 
 STUDIES = ["shift", "noise"]
@@ -90,6 +90,11 @@ def write_run(results: Path, run: Run, case_ids: list[str], dice: list[float], d
         "device": "cpu",
     }
     (metrics / "summary.json").write_text(json.dumps(summary))
+    curve = {"epoch": [1, 3], "iterations": [10, 30], "train_seconds": [30.0, 100.0], "cases": len(dice)}
+    final = float(np.mean(dice))
+    pd.DataFrame({**curve, "dice_mean": [final - 0.2, final], "dice_std": 0.1, "hd95_mean": 2.0}).to_csv(
+        metrics / "learning_curve.csv", index=False
+    )
     models = results / "models" / run.dataset / run.model / f"seed{run.seed}"
     models.mkdir(parents=True)
     pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.4], "lr": 1e-3, "seconds": 5.0}).to_csv(
@@ -226,8 +231,11 @@ def test_report_is_self_contained_and_has_every_section(results: Path) -> None:
         "Robustness",
         "NQM",
         "Qualitative",
+        "Learning curves",
+        "Accuracy against training time",
     ):
         assert section in html
+    assert "after 100.0 s of training (the shortest run)" in html and "was 0.880 vs the UNet" in html
     assert html.count("data:image/png;base64,") >= 10
     assert all(f"<summary>phantom: {study}</summary>" in html for study in STUDIES)
     assert "Med-NCA steps" in html
@@ -350,15 +358,48 @@ def test_summary_files_for_dvc(results: Path, tmp_path: Path) -> None:
     from mednca.report.summary import summary_stage
 
     out = tmp_path / "summary"
-    summary_stage(results, RUNS, STUDIES, out / "metrics.json", out / "training.csv", out / "robustness.csv")
+    summary_stage(
+        results,
+        RUNS,
+        STUDIES,
+        *(out / name for name in ("metrics.json", "training.csv", "curve.csv", "robustness.csv")),
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     per_case = pd.read_csv(results / "metrics" / "phantom" / "unet" / "seed1" / "per_case.csv")
     assert metrics["phantom"]["unet"]["seed1"]["dice_mean"] == pytest.approx(per_case["dice"].mean())
     assert metrics["phantom"]["med_nca"]["seed0"]["parameters"] == 25920
     training = pd.read_csv(out / "training.csv")
     assert set(training["series"]) == {"phantom/med_nca/seed0", "phantom/unet/seed0", "phantom/unet/seed1"}
+    curve = pd.read_csv(out / "curve.csv").set_index("series")
+    assert curve.loc["phantom/unet/seed1", "dice_mean"].tolist() == pytest.approx([0.22, 0.42])
     robustness = pd.read_csv(out / "robustness.csv")
     assert len(robustness) == len(RUNS) * len(STUDIES) * 3
     shift = robustness[robustness["series"] == "phantom/shift/unet/seed0"].set_index("severity")
     table = pd.read_csv(results / "robustness" / "phantom" / "unet" / "seed0" / "shift.csv")
     assert shift.loc[2, "dice"] == pytest.approx(table.loc[table["severity"] == 2, "dice"].mean())
+
+
+def test_equal_time_findings_compare_at_the_shortest_run_and_say_when_the_paper_was_reached() -> None:
+    rows = [
+        ("med_nca", 0, [(1, 600.0, 0.80), (2, 1200.0, 0.85), (12, 7200.0, 0.89)]),
+        ("med_nca", 1, [(1, 650.0, 0.78), (2, 1300.0, 0.84), (12, 7000.0, 0.87)]),
+        ("unet", 0, [(1, 100.0, 0.85), (9, 900.0, 0.875)]),
+    ]
+    curves = pd.DataFrame(
+        [
+            {"dataset": "h", "model": model, "seed": seed, "epoch": e, "train_seconds": t, "dice_mean": d}
+            for model, seed, points in rows
+            for e, t, d in points
+        ]
+    )
+    paper = {"h": {"med_nca": 0.886, "unet": 0.9}}
+    sentences = equal_time_findings(curves, paper)
+    assert sentences == [
+        "h: after 15.0 min of training (the shortest run), Med-NCA's test Dice was 0.790 vs the UNet's 0.875 "
+        "(-0.085). The claim that Med-NCA beats the UNet did not hold at equal training time.",
+        "h: Med-NCA first reached the paper's Dice 0.886 after 2.0 h of training (seed 0, epoch 12).",
+        "h: UNet stayed below the paper's Dice 0.900 throughout training; its best point was 0.875 after "
+        "15.0 min (seed 0, epoch 9).",
+    ]
+    late = curves[~((curves["model"] == "med_nca") & (curves["train_seconds"] < 1000))]
+    assert "Med-NCA has no learning-curve point yet" in equal_time_findings(late, {})[0]

@@ -260,6 +260,32 @@ def test_table_figures_draw(per_case, summary, training, points) -> None:
         assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
 
 
+def test_learning_curves_draw_each_run_against_time_and_steps_with_the_paper_lines() -> None:
+    curves = pd.DataFrame(
+        {
+            "dataset": ["h"] * 5,
+            "model": ["med_nca"] * 3 + ["unet"] * 2,
+            "seed": 0,
+            "iterations": [100, 200, 300, 50, 100],
+            "train_seconds": [600.0, 1200.0, 1800.0, 60.0, 120.0],
+            "dice_mean": [0.7, 0.8, 0.85, 0.8, 0.86],
+        }
+    )
+    figure = figures.learning_curves(curves, {"h": {"med_nca": 0.886, "unet": 0.858}})
+    time_axis, steps_axis = figure.axes
+    assert time_axis.get_xlabel() == "training time (min)" and steps_axis.get_xlabel() == "optimiser steps"
+    for axis in (time_axis, steps_axis):
+        runs = [line for line in axis.get_lines() if line.get_linestyle() != ":"]
+        assert sorted(len(line.get_xdata()) for line in runs) == [2, 3]
+        assert sorted(line.get_ydata()[0] for line in axis.get_lines() if line.get_linestyle() == ":") == [
+            0.858,
+            0.886,
+        ]
+    nca = next(line for line in time_axis.get_lines() if len(line.get_xdata()) == 3)
+    assert list(nca.get_xdata()) == [10.0, 20.0, 30.0]
+    assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+
+
 def test_image_figures_draw(overlay_rows, gallery, rng: np.random.Generator) -> None:
     probabilities = rng.random((3, 16, 16))
     drawn = [
@@ -319,6 +345,7 @@ EMPTY_CASES = {
         )
     ),
     "training_curves": lambda: figures.training_curves(pd.DataFrame()),
+    "learning_curves": lambda: figures.learning_curves(pd.DataFrame(), {}),
     "training_curves_one_epoch": lambda: figures.training_curves(
         pd.DataFrame({"dataset": ["a"], "model": ["m"], "seed": [0], "epoch": [0], "loss": [0.5]})
     ),

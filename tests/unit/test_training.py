@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,27 @@ def test_snapshots_hold_the_trained_weights_and_leave_the_run_unchanged(tmp_path
     assert (middle["epoch"], middle["iterations"]) == (2, 6)
     assert middle["train_seconds"] == pytest.approx(sum(row["seconds"] for row in history[:2]))
     assert not all(torch.equal(middle["state_dict"][k], v) for k, v in last["state_dict"].items())
+
+
+def test_the_snapshot_store_only_holds_the_run_in_progress(tmp_path: Path, monkeypatch) -> None:
+    """A resumed run keeps the snapshots taken before its checkpoint and drops later ones (left by another
+    run); a fresh start (other settings) empties the store, so no stale snapshot is published."""
+    settings = TrainingSettings(epochs=3, batch_size=4, checkpoint_every=1, snapshot_every=1)
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    _train(straight_dir, settings=settings)
+    _killed_in_second_epoch(resumed_dir, settings, monkeypatch)
+    store = resumed_dir / loop.SNAPSHOTS_NAME
+    stale = checkpoint.load(straight_dir / loop.SNAPSHOTS_NAME / "epoch0003.pt")
+    checkpoint.save(store / "epoch0003.pt", {**stale, "train_seconds": -1.0})
+    checkpoint.save(store / "epoch0007.pt", stale)
+    _train(resumed_dir, settings=settings)
+    names = [path.name for path in loop.snapshot_paths(store)]
+    assert names == ["epoch0001.pt", "epoch0002.pt", "epoch0003.pt"]
+    for name in names:
+        ours, theirs = (
+            checkpoint.load(folder / loop.SNAPSHOTS_NAME / name) for folder in (resumed_dir, straight_dir)
+        )
+        assert ours["iterations"] == theirs["iterations"] and ours["train_seconds"] > 0
+        assert all(torch.equal(ours["state_dict"][k], v) for k, v in theirs["state_dict"].items())
+    _train(resumed_dir, settings=dataclasses.replace(settings, lr=1e-3, snapshot_every=2))
+    assert [path.name for path in loop.snapshot_paths(store)] == ["epoch0002.pt"]

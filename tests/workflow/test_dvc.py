@@ -92,8 +92,12 @@ def test_demo_runs_every_stage_and_ends_with_the_report(demo: Path) -> None:
                 clean = table[table.severity == 0].set_index("case_id")
                 assert (clean["dice"] == per_case.set_index("case_id").loc[clean.index, "dice"]).all()
                 assert (results / "robustness" / run_dir / "gallery" / f"{study}.npz").exists()
+            curve = pd.read_csv(results / "metrics" / run_dir / "learning_curve.csv")
+            assert curve["epoch"].tolist() == ([1, 2] if "_from_" in model else [1, 2, 3])
             if model in ("med_nca", "nca"):
                 assert (results / "metrics" / run_dir / "nca_trajectory.npz").exists()
+            else:  # deterministic: the curve's last point is the evaluation
+                assert curve["dice_mean"].iloc[-1] == pytest.approx(per_case["dice"].mean())
             assert (results / "benchmarks" / "evaluate" / f"{run_dir}.tsv").exists()
     assert "synthetic" in (demo / "data" / "raw" / "Phantom_demo" / "dataset.json").read_text().lower()
     report = (results / "report.html").read_text()
@@ -113,7 +117,9 @@ def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path
     before = {path: digest(path) for path in files}
     config_path = demo / "config" / "demo.yaml"
     text = config_path.read_text()
-    unet_training = "training: {epochs: 3, batch_size: 16, lr: 1.0e-3, checkpoint_every: 1}"
+    unet_training = (
+        "training: {epochs: 3, batch_size: 16, lr: 1.0e-3, checkpoint_every: 1, snapshot_every: 1}"
+    )
     assert text.count(unet_training) == 1
     config_path.write_text(text.replace(unet_training, unet_training.replace("1.0e-3", "3.0e-3")))
     assert yaml.safe_load(config_path.read_text())["model_settings"]["unet"]["training"]["lr"] == 3.0e-3

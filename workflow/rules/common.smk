@@ -120,6 +120,11 @@ def evaluation_outputs():
     return per_run([run_output("metrics", "per_case.csv"), run_output("metrics", "summary.json")])
 
 
+def learning_curve_outputs():
+    """The learning curve of every (dataset, model, seed)."""
+    return per_run([run_output("metrics", "learning_curve.csv")])
+
+
 def robustness_tables():
     """Path patterns of one run's robustness tables, one per configured study (in config order)."""
     return [run_output("robustness", f"{study}.csv") for study in config["robustness"]["studies"]]
@@ -142,12 +147,19 @@ def report_output():
 
 def result_outputs():
     """Every result the report is built from."""
-    return data_outputs() + evaluation_outputs() + robustness_outputs() + trajectory_outputs()
+    return (
+        data_outputs()
+        + evaluation_outputs()
+        + learning_curve_outputs()
+        + robustness_outputs()
+        + trajectory_outputs()
+    )
 
 
 def summary_outputs():
     """The run-level metrics and curves that DVC compares between runs."""
-    return [f"{RESULTS}/summary/{name}" for name in ("metrics.json", "training.csv", "robustness.csv")]
+    names = ("metrics.json", "training.csv", "learning_curve.csv", "robustness.csv")
+    return [f"{RESULTS}/summary/{name}" for name in names]
 
 
 def all_outputs():

@@ -24,6 +24,30 @@ rule evaluate_model:
         "../../scripts/evaluate_model.py"
 
 
+rule learning_curve:
+    input:
+        model=run_output("models", "model.pt"),
+        snapshots=run_output("models", "snapshots"),
+        manifest=rules.split_dataset.output[0],
+        cases=rules.validate_dataset.output[0],
+        source=rules.fetch_dataset.output[0],
+    output:
+        run_output("metrics", "learning_curve.csv"),
+    log:
+        run_log("learning_curve"),
+    benchmark:
+        run_benchmark("learning_curve")
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_]+",
+    params:
+        device=config["device"],
+        batch_size=config["evaluation"]["batch_size"],
+    conda:
+        TORCH_ENV
+    script:
+        "../../scripts/learning_curve.py"
+
+
 rule nca_trajectory:
     input:
         model=run_output("models", "model.pt"),

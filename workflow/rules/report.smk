@@ -29,10 +29,12 @@ rule build_report:
 rule summarise_run:
     input:
         evaluation_outputs(),
+        learning_curve_outputs(),
         robustness_outputs(),
     output:
         metrics=f"{RESULTS}/summary/metrics.json",
         training=f"{RESULTS}/summary/training.csv",
+        learning_curve=f"{RESULTS}/summary/learning_curve.csv",
         robustness=f"{RESULTS}/summary/robustness.csv",
     log:
         f"{RESULTS}/logs/summary.log",

@@ -6,6 +6,7 @@ rule train_model:
         model=run_output("models", "model.pt"),
         summary=run_output("models", "training.json"),
         history=run_output("models", "train_log.csv"),
+        snapshots=directory(run_output("models", "snapshots")),
     log:
         run_log("train"),
     benchmark:
@@ -33,6 +34,7 @@ rule finetune_model:
         model=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/model.pt",
         summary=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/training.json",
         history=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/train_log.csv",
+        snapshots=directory(f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/snapshots"),
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}.log",
     benchmark:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,24 @@ def load_test_case(case, foreground_labels: tuple[int, ...]) -> tuple[CaseVolume
     return volume, binarise_label(volume.label, foreground_labels)
 
 
+def score_cases(
+    segmenter: Segmenter, cases: list, seed: int
+) -> Iterator[tuple[Any, CaseVolume, Segmentation, dict[str, Any]]]:
+    """Segment each test case (draws seeded from ``seed`` and its id) and score it against its label.
+
+    Yields the case, its raw volume, the segmentation and the per-case row: case_id, dice, hd95, voxel
+    counts, nqm, inference_seconds.
+    """
+    foreground = tuple(segmenter.preprocessing["foreground_labels"])
+    for case in cases:
+        volume, truth = load_test_case(case, foreground)
+        generator = case_generator(seed, case.case_id, segmenter.device)
+        result = segment_case(segmenter, case.case_id, volume.image, volume.affine, generator)
+        metrics = score(result.label, truth, spacing_of(volume.affine))
+        row = {"case_id": case.case_id, **metrics, "nqm": result.nqm, "inference_seconds": result.seconds}
+        yield case, volume, result, row
+
+
 def summarise(per_case: pd.DataFrame) -> dict[str, float]:
     """Mean and standard deviation of Dice and HD95 over cases, mean NQM and inference time."""
     return {
@@ -175,20 +194,14 @@ def evaluate_stage(
     for output in (per_case_csv, summary_json):
         check_output(Path(output), [model_path, manifest_csv, cases_csv, source_json])
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
-    foreground = tuple(segmenter.preprocessing["foreground_labels"])
     rows = []
     cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
-    for case in tqdm(cases, desc="evaluating", unit="case"):
-        volume, truth = load_test_case(case, foreground)
-        generator = case_generator(seed, case.case_id, segmenter.device)
-        result = segment_case(segmenter, case.case_id, volume.image, volume.affine, generator)
+    scored = score_cases(segmenter, cases, seed)
+    for case, volume, result, row in tqdm(scored, total=len(cases), desc="evaluating", unit="case"):
         prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"
         check_output(prediction_path, [model_path, case.label, *(channel.path for channel in case.channels)])
         save_label_map(prediction_path, result.label, volume.affine)
-        metrics = score(result.label, truth, spacing_of(volume.affine))
-        rows.append(
-            {"case_id": case.case_id, **metrics, "nqm": result.nqm, "inference_seconds": result.seconds}
-        )
+        rows.append(row)
     per_case = pd.DataFrame(rows)
     summary = summarise(per_case)
     training_json = Path(model_path).parent / "training.json"

@@ -34,6 +34,7 @@ from mednca.report.collect import (
     first_seeds,
     load_benchmarks,
     load_gallery,
+    load_learning_curves,
     load_per_case,
     load_quality,
     load_robustness,
@@ -42,7 +43,13 @@ from mednca.report.collect import (
     load_trajectory,
     rows_of,
 )
-from mednca.report.findings import dice_findings, display_name, quality_findings, robustness_findings
+from mednca.report.findings import (
+    dice_findings,
+    display_name,
+    equal_time_findings,
+    quality_findings,
+    robustness_findings,
+)
 from mednca.report.render import (
     Column,
     FigureItem,
@@ -300,7 +307,12 @@ def quality_figures(robustness: pd.DataFrame, quality: dict[Run, dict]) -> list[
 
 
 def _findings(
-    table: pd.DataFrame, robust: pd.DataFrame, quality: dict[Run, dict], paper_parameters: dict
+    table: pd.DataFrame,
+    robust: pd.DataFrame,
+    quality: dict[Run, dict],
+    paper_parameters: dict,
+    curves: pd.DataFrame,
+    paper_dice: dict[str, dict[str, float]],
 ) -> list[dict]:
     """The findings sections, each with a title, its sentences and what to say when it has none."""
     quality_by_key = {
@@ -311,6 +323,11 @@ def _findings(
             "title": "Accuracy, size and speed",
             "sentences": dice_findings(table, paper_parameters) if not table.empty else [],
             "empty": "No evaluation results.",
+        },
+        {
+            "title": "Accuracy against training time",
+            "sentences": equal_time_findings(curves, paper_dice) if not curves.empty else [],
+            "empty": "No learning curves.",
         },
         {
             "title": "Robustness",
@@ -343,6 +360,11 @@ def build_report(
     per_case = load_per_case(layout, runs, missing)
     summaries = load_summaries(layout, runs, missing)
     training = load_training(layout, runs, missing)
+    curves = load_learning_curves(layout, runs, missing)
+    paper_dice = {
+        dataset: {model: values.get("dice") for model, values in models.items()}
+        for dataset, models in paper_results.items()
+    }
     robustness = load_robustness(layout, runs, studies, missing)
     quality = load_quality(layout, runs, missing) if studies else {}
     overview = dataset_overview(layout, datasets, missing)
@@ -358,7 +380,7 @@ def build_report(
         "title": "Med-NCA reproduction report",
         "info": _run_info(layout, config, summaries, overview, repository, nca_runs),
         "missing": missing.paths,
-        "findings": _findings(table, robust, quality, paper_parameters),
+        "findings": _findings(table, robust, quality, paper_parameters, curves, paper_dice),
         "tables": {
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
             "datasets": html_table(overview, DATASET_COLUMNS, "datasets"),
@@ -381,9 +403,16 @@ def build_report(
             ),
             "dice_vs_cost": _item(
                 "Dice against size and compute",
-                "Mean test Dice (± std over cases) against parameters, training time and inference time per "
-                "volume (log scales). An NCA has few parameters but runs its rule many times per image.",
+                "Mean test Dice (± std over cases) against parameters and inference time per volume (log "
+                "scales). An NCA has few parameters but runs its rule many times per image.",
                 figures.dice_vs_cost(table),
+            ),
+            "learning": _item(
+                "Learning curves",
+                "Mean test Dice of the snapshots saved during training and of the trained model, against "
+                "training time and optimiser steps; dotted lines are the paper's values. Each point segments "
+                "the whole test split with one run per case.",
+                figures.learning_curves(curves, paper_dice),
             ),
             "training": _item(
                 "Training curves", "Training loss per epoch.", figures.training_curves(training)

@@ -117,6 +117,12 @@ def load_per_case(layout: ResultsLayout, runs: list[Run], missing: Missing) -> p
     return _load_run_tables(layout, runs, "metrics", "per_case.csv", columns, missing)
 
 
+def load_learning_curves(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+    """Learning curves of every run: run columns, epoch, iterations, train_seconds, dice_mean, ..."""
+    columns = ["epoch", "iterations", "train_seconds", "cases", "dice_mean", "dice_std", "hd95_mean"]
+    return _load_run_tables(layout, runs, "metrics", "learning_curve.csv", columns, missing)
+
+
 def load_summaries(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
     """One row per run from its ``summary.json`` (parameters, timings, peak memory, device, ...)."""
     rows = []

@@ -288,24 +288,21 @@ def dice_distribution(per_case: pd.DataFrame) -> Figure:
 
 
 def dice_vs_cost(summary: pd.DataFrame) -> Figure:
-    """Mean test Dice (std error bars) against parameters, training seconds and inference seconds per volume.
+    """Mean test Dice (std error bars) against parameters and inference seconds per volume.
 
-    Three panels sharing the y axis, x on log scale, colour per model (label next to each point), marker per
-    dataset. summary columns: dataset, model, dice_mean, dice_std, parameters, train_seconds,
-    inference_seconds (one row per dataset x model; a NaN or non-positive value skips that point).
+    Two panels sharing the y axis, x on log scale, colour per model (label next to each point), marker per
+    dataset (Dice against training time is :func:`learning_curves`). summary columns: dataset, model,
+    dice_mean, dice_std, parameters, inference_seconds (one row per dataset x model; a NaN or non-positive
+    value skips that point).
     """
-    costs = {
-        "parameters": "parameters",
-        "train_seconds": "training time (s)",
-        "inference_seconds": "inference time (s / volume)",
-    }
+    costs = {"parameters": "parameters", "inference_seconds": "inference time (s / volume)"}
     data = _clean(summary, ["dataset", "model"], ["dice_mean", "dice_std", *costs], required=["dice_mean"])
     if data.empty:
         return _no_data_figure("Dice against cost")
     palette = model_palette(data["model"].tolist())
     datasets = sorted(data["dataset"].unique())
     markers = {name: DATASET_MARKERS[index % len(DATASET_MARKERS)] for index, name in enumerate(datasets)}
-    figure = _figure(11.0, 3.4)
+    figure = _figure(8.0, 3.4)
     axes = _grid(figure, len(costs), len(costs), sharey=True)
     for axis, (column, label) in zip(axes, costs.items(), strict=True):
         points = data[data[column] > 0]
@@ -338,6 +335,65 @@ def dice_vs_cost(summary: pd.DataFrame) -> Figure:
         Line2D([], [], color="0.3", marker=marker, linestyle="", label=name)
         for name, marker in markers.items()
     ]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+CURVE_AXES = {"train_seconds": "training time", "iterations": "optimiser steps"}
+
+
+def _unit(column: str, minutes: bool) -> str:
+    """The axis-label unit of a learning-curve x column."""
+    if column != "train_seconds":
+        return ""
+    return " (min)" if minutes else " (s)"
+
+
+def learning_curves(curves: pd.DataFrame, paper_dice: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Test Dice during training: per dataset (row) against training time and against optimiser steps.
+
+    One line per model (colour) and seed (dashes) through its snapshots; the paper's Dice of a model is a
+    dotted line in its colour. Time is in minutes when a run is longer than 10 minutes. curves columns:
+    dataset, model, seed, train_seconds, iterations, dice_mean; paper_dice: {dataset: {model: dice}}.
+    """
+    data = _clean(curves, ["dataset", "model", "seed"], [*CURVE_AXES, "dice_mean"], required=["dice_mean"])
+    if data.empty:
+        return _no_data_figure("Learning curves")
+    datasets, models = sorted(data["dataset"].unique()), sorted(data["model"].unique())
+    seeds = sorted(data["seed"].unique())
+    palette = model_palette(models)
+    dashes = {seed: SEED_DASHES[index % len(SEED_DASHES)] for index, seed in enumerate(seeds)}
+    minutes = data["train_seconds"].max() > 600
+    figure = _figure(9.5, 0.6 + 2.8 * len(datasets))
+    axes = _grid(figure, 2 * len(datasets), 2, sharey="row")
+    for row, dataset in enumerate(datasets):
+        subset = data[data["dataset"] == dataset].sort_values("iterations")
+        for axis, column in zip(axes[2 * row : 2 * row + 2], CURVE_AXES, strict=True):
+            for (model, seed), run in subset.groupby(["model", "seed"]):
+                x = run[column] / 60 if column == "train_seconds" and minutes else run[column]
+                axis.plot(
+                    x, run["dice_mean"], color=palette[model], marker="o", markersize=3, linewidth=1.2,
+                    linestyle=(0, dashes[seed]) if dashes[seed] else "-",
+                )  # fmt: skip
+            for model in models:
+                paper = paper_dice.get(dataset, {}).get(model)
+                if paper is not None and math.isfinite(paper):
+                    axis.axhline(paper, color=palette[model], linestyle=":", linewidth=1)
+            unit = (
+                " (min)"
+                if column == "train_seconds" and minutes
+                else (" (s)" if column == "train_seconds" else "")
+            )
+            axis.set(title=dataset, xlabel=CURVE_AXES[column] + unit)
+            axis.grid(True, alpha=0.3)
+        axes[2 * row].set_ylabel("mean test Dice")
+    handles = _legend_handles(palette, marker="o")
+    handles.append(Line2D([], [], color="0.3", linestyle=":", label="paper"))
+    if len(seeds) > 1:
+        handles += [
+            Line2D([], [], color="0.3", linestyle=(0, dash) if dash else "-", label=f"seed {seed}")
+            for seed, dash in dashes.items()
+        ]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return figure
 

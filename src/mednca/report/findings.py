@@ -12,6 +12,8 @@ import math
 
 import pandas as pd
 
+from mednca.report.render import seconds
+
 NCA = "med_nca"
 BASELINE = "unet"
 SLIGHT_DROP = 0.05
@@ -158,3 +160,73 @@ def quality_findings(quality: dict[tuple[str, str, int], dict]) -> list[str]:
             f"perturbed cases; {detection}."
         )
     return sentences
+
+
+def dice_at(run: pd.DataFrame, elapsed: float) -> float:
+    """The test Dice of one run's learning curve after ``elapsed`` seconds of training: its last point
+    taken at or before then (NaN if it has none). run columns: train_seconds, dice_mean."""
+    earlier = run[run["train_seconds"] <= elapsed * (1 + 1e-9)].sort_values("train_seconds")
+    return float("nan") if earlier.empty else float(earlier["dice_mean"].iloc[-1])
+
+
+def _mean_dice_at(runs: pd.DataFrame, elapsed: float) -> float:
+    """The mean over seeds of ``dice_at`` (NaN if any seed has no point that early)."""
+    values = [dice_at(run, elapsed) for _, run in runs.groupby("seed")]
+    return float("nan") if not values or any(math.isnan(v) for v in values) else sum(values) / len(values)
+
+
+def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, float]]) -> list[str]:
+    """Per dataset: Med-NCA vs UNet at equal training time, and when each reached its paper's Dice.
+
+    The equal time is the shortest of all their runs; each model's Dice then is the mean over its seeds of
+    the last learning-curve point at or before it. curves columns: dataset, model, seed, train_seconds,
+    dice_mean; paper_dice: {dataset: {model: dice}}.
+    """
+    sentences = []
+    for dataset in sorted(curves["dataset"].unique()):
+        subset = curves[curves["dataset"] == dataset]
+        nca, unet = (subset[subset["model"] == model] for model in (NCA, BASELINE))
+        if not nca.empty and not unet.empty:
+            sentences.append(_equal_time_sentence(dataset, nca, unet))
+        for model, runs in ((NCA, nca), (BASELINE, unet)):
+            paper = paper_dice.get(dataset, {}).get(model)
+            if not runs.empty and paper is not None and math.isfinite(paper):
+                sentences.append(_paper_reached_sentence(dataset, model, runs, paper))
+    return sentences
+
+
+def _equal_time_sentence(dataset: str, nca: pd.DataFrame, unet: pd.DataFrame) -> str:
+    """Med-NCA's and the UNet's Dice after the training time of the shorter of their runs."""
+    budget = min(runs.groupby("seed")["train_seconds"].max().min() for runs in (nca, unet))
+    ours, theirs = _mean_dice_at(nca, budget), _mean_dice_at(unet, budget)
+    if math.isnan(ours) or math.isnan(theirs):
+        late = "Med-NCA" if math.isnan(ours) else "the UNet"
+        return (
+            f"{dataset}: at equal training time ({seconds(budget)}, the shortest run) {late} has no "
+            "learning-curve point yet, so the models cannot be compared at equal compute."
+        )
+    verdict = "held" if ours > theirs else "did not hold"
+    return (
+        f"{dataset}: after {seconds(budget)} of training (the shortest run), Med-NCA's test Dice was "
+        f"{ours:.3f} vs the UNet's {theirs:.3f} ({_signed(ours - theirs)}). The claim that Med-NCA beats "
+        f"the UNet {verdict} at equal training time."
+    )
+
+
+def _paper_reached_sentence(dataset: str, model: str, runs: pd.DataFrame, paper: float) -> str:
+    """When a model's learning curve first reached the paper's Dice, or its best point if it never did."""
+    name = display_name(model)
+    reached = runs[runs["dice_mean"] >= paper]
+    if not reached.empty:
+        first = reached.loc[reached["train_seconds"].idxmin()]
+        return (
+            f"{dataset}: {name} first reached the paper's Dice {paper:.3f} after "
+            f"{seconds(first['train_seconds'])} of training (seed {int(first['seed'])}, "
+            f"epoch {int(first['epoch'])})."
+        )
+    best = runs.loc[runs["dice_mean"].idxmax()]
+    return (
+        f"{dataset}: {name} stayed below the paper's Dice {paper:.3f} throughout training; its best point "
+        f"was {best['dice_mean']:.3f} after {seconds(best['train_seconds'])} (seed {int(best['seed'])}, "
+        f"epoch {int(best['epoch'])})."
+    )

@@ -1,8 +1,8 @@
 """Run-level summary files for comparing runs with DVC (``dvc metrics diff``, ``dvc plots diff``).
 
 ``metrics.json`` nests the headline numbers of every run as {dataset: {model: {seedN: {...}}}};
-``training.csv`` and ``robustness.csv`` are long tables with a ``series`` column naming each curve, drawn
-by the ``series`` plot template in ``.dvc/plots``.
+``training.csv``, ``learning_curve.csv`` and ``robustness.csv`` are long tables with a ``series`` column
+naming each curve, drawn by the ``series`` plot template in ``.dvc/plots``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from mednca.io import write_csv, write_json
-from mednca.report.collect import Missing, ResultsLayout, Run, load_robustness, load_summaries, load_training
+from mednca.report.collect import (
+    Missing,
+    ResultsLayout,
+    Run,
+    load_learning_curves,
+    load_robustness,
+    load_summaries,
+    load_training,
+)
 from mednca.report.tables import severity_means
 
 METRIC_KEYS = (
@@ -51,6 +59,14 @@ def training_series(training: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"series": _series(training), "epoch": training["epoch"], "loss": training["loss"]})
 
 
+def learning_curve_series(curves: pd.DataFrame) -> pd.DataFrame:
+    """Columns series ('dataset/model/seedN'), epoch, iterations, train_seconds, dice_mean, hd95_mean."""
+    columns = ["epoch", "iterations", "train_seconds", "dice_mean", "hd95_mean"]
+    if curves.empty:
+        return pd.DataFrame(columns=["series", *columns])
+    return curves.assign(series=_series(curves))[["series", *columns]]
+
+
 def robustness_series(robustness: pd.DataFrame) -> pd.DataFrame:
     """Mean Dice over cases per severity: series ('dataset/study/model/seedN'), severity, value, dice."""
     columns = ["series", "severity", "value", "dice"]
@@ -66,10 +82,12 @@ def summary_stage(
     studies: list[str],
     metrics_json: Path,
     training_csv: Path,
+    learning_curve_csv: Path,
     robustness_csv: Path,
 ) -> None:
-    """Write the three summary files from the results of ``runs`` (missing result files are skipped)."""
+    """Write the four summary files from the results of ``runs`` (missing result files are skipped)."""
     layout, missing = ResultsLayout(Path(results_dir)), Missing()
     write_json(metrics_json, run_metrics(load_summaries(layout, runs, missing)))
     write_csv(training_csv, training_series(load_training(layout, runs, missing)))
+    write_csv(learning_curve_csv, learning_curve_series(load_learning_curves(layout, runs, missing)))
     write_csv(robustness_csv, robustness_series(load_robustness(layout, runs, studies, missing)))

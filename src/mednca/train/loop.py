@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.csv"
-SNAPSHOTS_NAME = "snapshots"
+SNAPSHOTS_NAME = "checkpoint_snapshots"
 """Folder beside the checkpoint with ``epoch{E:04d}.pt`` snapshots: ``epoch``, ``iterations``,
-``train_seconds`` (training time so far) and ``state_dict``. Like the checkpoint it outlives a killed job."""
+``train_seconds`` (training time so far) and ``state_dict``. Like the checkpoint it is resume state, which
+outlives a killed job (the workflow removes a job's declared outputs before it runs); it only ever holds
+snapshots of the run in progress: a fresh start empties it, a resumed run drops snapshots past its epoch."""
 
 
 @dataclass(frozen=True)
@@ -247,12 +249,31 @@ def _set_aside(path: Path, problem: str) -> Path:
     return target
 
 
+def snapshot_paths(folder: Path) -> list[Path]:
+    """The ``epoch{E:04d}.pt`` snapshots in ``folder`` (none if it does not exist), in epoch order."""
+    return sorted(Path(folder).glob("epoch[0-9]*.pt")) if Path(folder).is_dir() else []
+
+
+def _drop_snapshots_after(folder: Path, epoch: int) -> None:
+    """Delete the snapshots in ``folder`` taken after ``epoch``: they belong to another run."""
+    for path in snapshot_paths(folder):
+        if int(path.stem.removeprefix("epoch")) > epoch:
+            path.unlink()
+
+
 def _resume(state: TrainingState, path: Path, key: str, epochs: int) -> None:
     """Continue from ``path`` if it belongs to this run and is not finished; otherwise start afresh.
 
     A checkpoint that cannot be read (truncated by a crash or a full disk, or not a training checkpoint)
-    is moved aside (see ``_set_aside``) and training starts from epoch 0.
+    is moved aside (see ``_set_aside``) and training starts from epoch 0. Either way the snapshots beside
+    it are cut back to the epoch training continues from.
     """
+    _load_checkpoint(state, path, key, epochs)
+    _drop_snapshots_after(path.parent / SNAPSHOTS_NAME, state.epoch)
+
+
+def _load_checkpoint(state: TrainingState, path: Path, key: str, epochs: int) -> None:
+    """``state.restore`` from ``path`` if it holds an unfinished run with fingerprint ``key``."""
     if not path.exists():
         return
     try:

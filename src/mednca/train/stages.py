@@ -17,9 +17,10 @@ from mednca.models import build_model, count_parameters
 from mednca.models.registry import image_size_problem
 from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
-from mednca.train.loop import TrainingSettings, train_model
+from mednca.train.loop import SNAPSHOTS_NAME, TrainingSettings, snapshot_paths, train_model
 
 SUMMARY_NAME = "training.json"
+PUBLISHED_SNAPSHOTS = "snapshots"
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,13 @@ def train_stage(
     device_name: str = "auto",
     max_cases: int | None = None,
     init_model: Path | None = None,
+    snapshots_dir: Path | None = None,
 ) -> None:
     """Train ``model_name`` on the train split (or ``max_cases`` of it); fine-tune ``init_model`` if given.
 
-    Writes ``model_path`` (weights, architecture, preprocessing) and ``training.json`` beside it.
+    Writes ``model_path`` (weights, architecture, preprocessing) and ``training.json`` beside it, and the
+    run's snapshots (``settings.snapshot_every``) as model files ``snapshots_dir/epoch{E:04d}.pt`` (default:
+    ``snapshots/`` beside the model).
     """
     out_dir = Path(model_path).parent
     case_ids = choose_cases(split_case_ids(manifest_csv, "train"), max_cases, seed)
@@ -91,6 +95,7 @@ def train_stage(
         "train_cases": len(case_ids),
         "train_slices": len(images),
         "epochs": len(history),
+        "iterations": history[-1]["iterations"],
         "final_loss": history[-1]["loss"],
         "train_seconds": sum(row["seconds"] for row in history),
         "session_seconds": time.perf_counter() - started,
@@ -102,5 +107,29 @@ def train_stage(
     payload = checkpoint.model_payload(
         model_name, in_channels, arguments, model.cpu(), {**preprocessing, "repeat_channels": repeat}
     )
+    published = out_dir / PUBLISHED_SNAPSHOTS if snapshots_dir is None else Path(snapshots_dir)
+    publish_snapshots(out_dir / SNAPSHOTS_NAME, published, payload)
     checkpoint.save(model_path, {**payload, "training": summary})
     write_json(out_dir / SUMMARY_NAME, summary)
+
+
+SNAPSHOT_KEYS = ("epoch", "iterations", "train_seconds")
+"""What a snapshot model file records of its point in training, under ``training``."""
+
+
+def publish_snapshots(store: Path, snapshots_dir: Path, payload: dict[str, Any]) -> list[Path]:
+    """Write each weight snapshot in ``store`` as a model file in ``snapshots_dir`` (created, maybe empty).
+
+    ``payload`` is the trained model's file content; each snapshot file is that with the snapshot's
+    weights and ``training`` = its epoch, iterations and training seconds, so ``mednca predict`` and the
+    learning curve read it like any model file.
+    """
+    snapshots_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in snapshot_paths(store):
+        snapshot = checkpoint.load(path)
+        target = snapshots_dir / path.name
+        training = {key: snapshot[key] for key in SNAPSHOT_KEYS}
+        checkpoint.save(target, {**payload, "state_dict": snapshot["state_dict"], "training": training})
+        written.append(target)
+    return written
