@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mednca.report.tables import ablation_summary
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS_FILE = Path(__file__).with_suffix(".yaml")
 DATASET, MODEL = "hippocampus", "med_nca"
@@ -102,24 +104,6 @@ def run_row(out: Path, variant: str, seed: int) -> dict | None:
     }
 
 
-def variant_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: seeds, mean training minutes, mean test Dice over seeds, its spread, HD95, gain."""
-    grouped = rows.groupby("variant", sort=False)
-    table = pd.DataFrame(
-        {
-            "seeds": grouped["seed"].count(),
-            "epochs": grouped["epochs"].first(),
-            "train_minutes": grouped["train_minutes"].mean(),
-            "dice": grouped["dice_mean"].mean(),
-            "dice_seed_min": grouped["dice_mean"].min(),
-            "dice_seed_max": grouped["dice_mean"].max(),
-            "hd95": grouped["hd95_mean"].mean(),
-        }
-    )
-    reference = table["dice"].get("paper", float("nan"))
-    return table.assign(dice_vs_paper=table["dice"] - reference).reset_index()
-
-
 def markdown(table: pd.DataFrame) -> str:
     """The per-variant table as Markdown."""
     lines = [
@@ -130,7 +114,8 @@ def markdown(table: pd.DataFrame) -> str:
     for row in table.itertuples(index=False):
         lines.append(
             f"| {row.variant} | {row.seeds} | {row.epochs} | {row.train_minutes:.1f} | {row.dice:.3f} | "
-            f"{row.dice_seed_min:.3f}-{row.dice_seed_max:.3f} | {row.hd95:.2f} | {row.dice_vs_paper:+.3f} |"
+            f"{row.dice_seed_min:.3f}-{row.dice_seed_max:.3f} | {row.hd95:.2f} "
+            f"| {row.dice_vs_reference:+.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -143,7 +128,7 @@ def write_tables(out: Path, variants: list[str], seeds: list[int]) -> pd.DataFra
         return None
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "ablation.csv", index=False)
-    table = variant_table(frame)
+    table = ablation_summary(frame)
     (out / "ablation.md").write_text(markdown(table))
     print(markdown(table))
     return table

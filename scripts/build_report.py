@@ -17,6 +17,7 @@ run_logged(
         config=dict(snakemake.params.config),
         nca_runs=int(snakemake.params.nca_runs),
         repository=snakemake.params.repository,
+        ablation_csv=snakemake.params.ablation_table,
     ),
     snakemake.log[0],
 )

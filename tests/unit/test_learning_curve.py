@@ -68,6 +68,9 @@ def test_learning_curve_scores_each_snapshot_and_ends_with_the_evaluated_model(
         model_path=trained_run / "model.pt",
         snapshots_dir=trained_run / "snapshots",
         curve_csv=tmp_path / "learning_curve.csv",
+        seed=0,
+        device_name="cpu",
+        batch_size=64,
         **_inputs(prepared_phantom),
     )
     assert list(curve.columns) == CURVE_COLUMNS

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mednca.data.volumes import save_label_map
+from mednca.errors import DataError
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
 from mednca.report.build import build_report
 from mednca.report.collect import Missing, ResultsLayout, Run, dataset_digest, load_benchmarks
@@ -403,3 +404,36 @@ def test_equal_time_findings_compare_at_the_shortest_run_and_say_when_the_paper_
     ]
     late = curves[~((curves["model"] == "med_nca") & (curves["train_seconds"] < 1000))]
     assert "Med-NCA has no learning-curve point yet" in equal_time_findings(late, {})[0]
+
+
+def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Path) -> None:
+    runs = pd.DataFrame(
+        {
+            "variant": ["paper", "ema", "paper", "ema"],
+            "seed": [0, 0, 1, 1],
+            "epochs": 9,
+            "iterations": 1872,
+            "train_minutes": [14.0, 15.0, 16.0, 15.0],
+            "dice_mean": [0.80, 0.85, 0.82, 0.86],
+            "dice_std": 0.05,
+            "hd95_mean": [3.0, 2.0, 5.0, 2.0],
+        }
+    )
+    runs.to_csv(tmp_path / "ablation.csv", index=False)
+    out = results / "report.html"
+    arguments = {
+        "results_dir": results, "out_html": out, "runs": RUNS, "datasets": ["phantom"], "studies": STUDIES,
+        "dataset_settings": SETTINGS, "paper_results": PAPER, "paper_parameters": PAPER_PARAMETERS,
+        "config": {"seeds": [0, 1]}, "nca_runs": 3,
+    }  # fmt: skip
+    build_report(**arguments, ablation_csv=tmp_path / "ablation.csv")
+    header, *rows = parse(out.read_text()).tables["ablation"]
+    cells = {row[0][0]: dict(zip([text for text, _ in header], row, strict=True)) for row in rows}
+    assert list(cells) == ["paper", "ema"]
+    assert cells["ema"]["Test Dice (mean over seeds)"][0] == "0.855"
+    assert cells["ema"]["Seeds' range"][0] == "0.850–0.860"
+    assert cells["ema"]["Dice − paper recipe"][0] == "0.045"
+    assert cells["paper"]["Training time"][0] == "15.0 min" and cells["paper"]["HD95 (mm)"][0] == "4.00"
+    runs.drop(columns="dice_mean").to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(DataError, match=r"broken\.csv: not an ablation table \(lacks dice_mean\)"):
+        build_report(**arguments, ablation_csv=tmp_path / "broken.csv")

@@ -156,6 +156,11 @@ def result_outputs():
     )
 
 
+def ablation_inputs():
+    """The recipe-ablation table the report shows, if the config names one."""
+    return [config["ablation_table"]] if config["ablation_table"] else []
+
+
 def summary_outputs():
     """The run-level metrics and curves that DVC compares between runs."""
     names = ("metrics.json", "training.csv", "learning_curve.csv", "robustness.csv")

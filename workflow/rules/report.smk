@@ -1,6 +1,7 @@
 rule build_report:
     input:
         result_outputs(),
+        ablation_inputs(),
     output:
         report(
             report_output(),
@@ -20,6 +21,7 @@ rule build_report:
         config=config,
         nca_runs=config["evaluation"]["nca_runs"],
         repository=Path(workflow.basedir).parent,
+        ablation_table=config["ablation_table"],
     conda:
         "../../envs/report.yaml"
     script:

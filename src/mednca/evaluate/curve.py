@@ -84,9 +84,9 @@ def learning_curve_stage(
     cases_csv: Path,
     source_json: Path,
     curve_csv: Path,
-    seed: int = 0,
-    device_name: str = "auto",
-    batch_size: int = 64,
+    seed: int,
+    device_name: str,
+    batch_size: int,
 ) -> pd.DataFrame:
     """Score every point of a run's learning curve on the test split; write and return ``CURVE_COLUMNS``."""
     check_output(Path(curve_csv), [model_path, manifest_csv, cases_csv, source_json])

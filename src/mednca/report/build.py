@@ -61,7 +61,14 @@ from mednca.report.render import (
     render_report,
     seconds,
 )
-from mednca.report.tables import main_table, robustness_summary, robustness_wide, stage_times
+from mednca.report.tables import (
+    ablation_summary,
+    main_table,
+    read_ablation,
+    robustness_summary,
+    robustness_wide,
+    stage_times,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +132,16 @@ MAIN_TABLE_COLUMNS = [
     Column("train_peak_mb", "Training peak MB", lambda r: count(r["train_peak_mb"])),
     Column("inference_peak_mb", "Inference peak MB", lambda r: count(r["inference_peak_mb"])),
     Column("nqm_mean", "Mean NQM", lambda r: number(r["nqm_mean"])),
+]
+ABLATION_COLUMNS = [
+    Column("variant", "Variant", lambda r: r["variant"], numeric=False),
+    Column("seeds", "Seeds", lambda r: count(r["seeds"])),
+    Column("epochs", "Epochs", lambda r: count(r["epochs"])),
+    Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
+    Column("dice", "Test Dice (mean over seeds)", lambda r: number(r["dice"])),
+    Column("dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"),
+    Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+    Column("dice_vs_reference", "Dice − paper recipe", lambda r: number(r["dice_vs_reference"])),
 ]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
@@ -354,8 +371,10 @@ def build_report(
     config: dict,
     nca_runs: int,
     repository: Path | None = None,
+    ablation_csv: Path | None = None,
 ) -> None:
-    """Write ``out_html`` from the results of ``runs`` under ``results_dir`` (missing files are listed)."""
+    """Write ``out_html`` from the results of ``runs`` under ``results_dir`` (missing files are listed),
+    with the recipe ablation of ``ablation_csv`` (``benchmarks/recipe_ablation.py``) when given."""
     layout, missing = ResultsLayout(Path(results_dir)), Missing()
     per_case = load_per_case(layout, runs, missing)
     summaries = load_summaries(layout, runs, missing)
@@ -387,6 +406,7 @@ def build_report(
             "stages": html_table(stage_times(load_benchmarks(layout)), STAGE_COLUMNS, "stage-times"),
             "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
+            "ablation": None if ablation_csv is None else ablation_table(Path(ablation_csv)),
         },
         "figures": {
             "examples": _item(
@@ -438,6 +458,11 @@ def build_report(
     }
     with atomic_path(Path(out_html)) as temporary:
         temporary.write_text(render_report(context), encoding="utf-8")
+
+
+def ablation_table(ablation_csv: Path) -> str:
+    """The HTML table of a recipe ablation, one row per variant."""
+    return html_table(ablation_summary(read_ablation(ablation_csv)), ABLATION_COLUMNS, "ablation")
 
 
 def _run_info(

@@ -342,6 +342,16 @@ def dice_vs_cost(summary: pd.DataFrame) -> Figure:
 CURVE_AXES = {"train_seconds": "training time", "iterations": "optimiser steps"}
 
 
+def _seed_handles(dashes: Mapping[object, tuple[float, ...]]) -> list[Line2D]:
+    """Legend lines for the seeds' dash patterns (none when there is one seed)."""
+    if len(dashes) < 2:
+        return []
+    return [
+        Line2D([], [], color="0.3", linestyle=(0, dash) if dash else "-", label=f"seed {seed}")
+        for seed, dash in dashes.items()
+    ]
+
+
 def _unit(column: str, minutes: bool) -> str:
     """The axis-label unit of a learning-curve x column."""
     if column != "train_seconds":
@@ -379,21 +389,12 @@ def learning_curves(curves: pd.DataFrame, paper_dice: Mapping[str, Mapping[str, 
                 paper = paper_dice.get(dataset, {}).get(model)
                 if paper is not None and math.isfinite(paper):
                     axis.axhline(paper, color=palette[model], linestyle=":", linewidth=1)
-            unit = (
-                " (min)"
-                if column == "train_seconds" and minutes
-                else (" (s)" if column == "train_seconds" else "")
-            )
-            axis.set(title=dataset, xlabel=CURVE_AXES[column] + unit)
+            axis.set(title=dataset, xlabel=CURVE_AXES[column] + _unit(column, minutes))
             axis.grid(True, alpha=0.3)
         axes[2 * row].set_ylabel("mean test Dice")
     handles = _legend_handles(palette, marker="o")
     handles.append(Line2D([], [], color="0.3", linestyle=":", label="paper"))
-    if len(seeds) > 1:
-        handles += [
-            Line2D([], [], color="0.3", linestyle=(0, dash) if dash else "-", label=f"seed {seed}")
-            for seed, dash in dashes.items()
-        ]
+    handles += _seed_handles(dashes)
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return figure
 
@@ -423,11 +424,7 @@ def training_curves(training: pd.DataFrame) -> Figure:
         axis.set_yscale("log")
         axis.set(title=dataset, xlabel="epoch", ylabel="training loss")
     handles = _legend_handles(palette, marker="")
-    if len(seeds) > 1:
-        handles += [
-            Line2D([], [], color="0.3", linestyle=(0, dash) if dash else "-", label=f"seed {seed}")
-            for seed, dash in dashes.items()
-        ]
+    handles += _seed_handles(dashes)
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return figure
 

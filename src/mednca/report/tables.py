@@ -7,8 +7,12 @@ when there are several seeds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from mednca.errors import DataError
 
 MAIN_COLUMNS = [
     "dataset",
@@ -134,3 +138,40 @@ def robustness_wide(summary: pd.DataFrame) -> pd.DataFrame:
     )
     wide.columns = [f"{name}_{int(severity)}" for name, severity in wide.columns]
     return wide.reset_index()
+
+
+ABLATION_RUN_COLUMNS = ["variant", "seed", "epochs", "iterations", "train_minutes", "dice_mean", "dice_std"]
+"""The columns of a recipe-ablation table with one row per run (``benchmarks/recipe_ablation.py``)."""
+
+
+def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFrame:
+    """Per variant (in first-seen order): seeds, epochs, mean training minutes, mean test Dice over seeds,
+    the seeds' lowest and highest Dice, mean HD95 and the Dice difference to the ``reference`` variant."""
+    grouped = runs.groupby("variant", sort=False)
+    table = pd.DataFrame(
+        {
+            "seeds": grouped["seed"].count(),
+            "epochs": grouped["epochs"].first(),
+            "train_minutes": grouped["train_minutes"].mean(),
+            "dice": grouped["dice_mean"].mean(),
+            "dice_seed_min": grouped["dice_mean"].min(),
+            "dice_seed_max": grouped["dice_mean"].max(),
+            "hd95": grouped["hd95_mean"].mean() if "hd95_mean" in runs else float("nan"),
+        }
+    )
+    baseline = table["dice"].get(reference, float("nan"))
+    return table.assign(dice_vs_reference=table["dice"] - baseline).reset_index()
+
+
+def read_ablation(path: Path) -> pd.DataFrame:
+    """A recipe-ablation table (``ABLATION_RUN_COLUMNS``, one row per run); a DataError names a bad file."""
+    try:
+        runs = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{path}: cannot read the ablation table ({error})") from error
+    missing = [column for column in ABLATION_RUN_COLUMNS if column not in runs.columns]
+    if missing:
+        raise DataError(f"{path}: not an ablation table (lacks {', '.join(missing)})")
+    if runs.empty:
+        raise DataError(f"{path}: the ablation table has no runs")
+    return runs
