@@ -110,3 +110,30 @@ def test_a_snapshot_without_a_valid_training_record_is_named(
     checkpoint.save(tmp_path / "epoch0001.pt", payload)
     with pytest.raises(DataError, match=rf"epoch0001\.pt: .*{problem}"):
         curve_point(tmp_path / "epoch0001.pt")
+
+
+def test_learning_curve_of_a_prostate_like_4d_dataset_on_its_first_modality(tmp_path: Path) -> None:
+    """MSD prostate's shape of data (4D images, T2 and ADC, the paper uses T2): a phantom with two
+    modalities goes through the data stage with ``modalities: [0]``, trains with snapshots and gets its
+    learning curve, scored on the raw 4D test volumes."""
+    from mednca.data.stages import PhantomSpec, fetch_stage, preprocess_stage, split_stage, validate_stage
+
+    data = tmp_path / "data"
+    spec = PhantomSpec(cases=4, seed=3, shape=(16, 16, 10), shape_jitter=2, modalities=2)
+    fetch_stage(tmp_path / "raw", "Prostate_like", data / "source.json", phantom=spec)
+    validate_stage(data / "source.json", data / "cases.csv", "prostate_like", "msd", modalities=(0,))
+    preprocess_stage(data / "source.json", data / "cases.csv", data / "slices", (1, 2), (16, 16))
+    split_stage(data / "cases.csv", data / "manifest.csv", test_fraction=0.5, seed=0)
+    run = tmp_path / "run"
+    train_stage(
+        slices_dir=data / "slices", manifest_csv=data / "manifest.csv", model_path=run / "model.pt",
+        model_name="med_nca", arguments={"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2},
+        settings=TrainingSettings(epochs=2, batch_size=8, snapshot_every=1), seed=0,
+        preprocessing=PREPROCESSING, snapshots_dir=run / "snapshots",
+    )  # fmt: skip
+    curve = learning_curve_stage(
+        model_path=run / "model.pt", snapshots_dir=run / "snapshots", curve_csv=tmp_path / "curve.csv",
+        seed=0, device_name="cpu", batch_size=64, **_inputs(data),
+    )  # fmt: skip
+    assert curve["epoch"].tolist() == [1, 2] and (curve["cases"] == 2).all()
+    assert curve["dice_mean"].between(0, 1).all() and curve["hd95_mean"].notna().all()
