@@ -170,16 +170,16 @@ def dice_at(run: pd.DataFrame, elapsed: float) -> float:
 
 
 def _mean_dice_at(runs: pd.DataFrame, elapsed: float) -> float:
-    """The mean over seeds of ``dice_at`` (NaN if any seed has no point that early)."""
+    """The mean over seeds of ``dice_at``."""
     values = [dice_at(run, elapsed) for _, run in runs.groupby("seed")]
-    return float("nan") if not values or any(math.isnan(v) for v in values) else sum(values) / len(values)
+    return sum(values) / len(values)
 
 
 def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, float]]) -> list[str]:
     """Per dataset: Med-NCA vs UNet at equal training time, and when each reached its paper's Dice.
 
-    The equal time is the shortest of all their runs; each model's Dice then is the mean over its seeds of
-    the last learning-curve point at or before it. curves columns: dataset, model, seed, train_seconds,
+    The equal time is ``equal_budget``; each model's Dice then is the mean over its seeds of the last
+    learning-curve point at or before it. curves columns: dataset, model, seed, train_seconds,
     dice_mean; paper_dice: {dataset: {model: dice}}.
     """
     sentences = []
@@ -195,21 +195,24 @@ def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, fl
     return sentences
 
 
+def equal_budget(*runs: pd.DataFrame) -> float:
+    """The training time at which to compare models: the shortest run's length, or, if a model has no
+    learning-curve point that early, the first time by which every run has one. runs: each model's curves
+    (columns seed, train_seconds)."""
+    shortest = min(model.groupby("seed")["train_seconds"].max().min() for model in runs)
+    first_points = max(model.groupby("seed")["train_seconds"].min().max() for model in runs)
+    return max(shortest, first_points)
+
+
 def _equal_time_sentence(dataset: str, nca: pd.DataFrame, unet: pd.DataFrame) -> str:
-    """Med-NCA's and the UNet's Dice after the training time of the shorter of their runs."""
-    budget = min(runs.groupby("seed")["train_seconds"].max().min() for runs in (nca, unet))
+    """Med-NCA's and the UNet's Dice within the same training time (``equal_budget``)."""
+    budget = equal_budget(nca, unet)
     ours, theirs = _mean_dice_at(nca, budget), _mean_dice_at(unet, budget)
-    if math.isnan(ours) or math.isnan(theirs):
-        late = "Med-NCA" if math.isnan(ours) else "the UNet"
-        return (
-            f"{dataset}: at equal training time ({seconds(budget)}, the shortest run) {late} has no "
-            "learning-curve point yet, so the models cannot be compared at equal compute."
-        )
     verdict = "held" if ours > theirs else "did not hold"
     return (
-        f"{dataset}: after {seconds(budget)} of training (the shortest run), Med-NCA's test Dice was "
-        f"{ours:.3f} vs the UNet's {theirs:.3f} ({_signed(ours - theirs)}). The claim that Med-NCA beats "
-        f"the UNet {verdict} at equal training time."
+        f"{dataset}: within {seconds(budget)} of training (each model's last learning-curve point by then), "
+        f"Med-NCA's test Dice was {ours:.3f} vs the UNet's {theirs:.3f} ({_signed(ours - theirs)}). The "
+        f"claim that Med-NCA beats the UNet {verdict} at equal training time."
     )
 
 
