@@ -32,13 +32,14 @@ python benchmarks/speed.py --device "$DEVICE" --repeats 5 --output "$OUT/speed.j
     nca16_train nca16_train_bf16 nca16_infer nca16_infer_bf16 nca32_train unet_train
 
 # One epoch first to learn the epoch time, then as many epochs as fit the budget: the second run resumes
-# from the first one's checkpoint (the epoch count is not part of a checkpoint's identity).
+# from the first one's checkpoint. That needs the paper's exponential schedule (a cosine schedule is fitted
+# to the run's length, so its epoch count is part of a checkpoint's identity).
 train() {
     cat >"$OUT/overlay.yaml" <<EOF
 models: [med_nca]
 model_settings:
   med_nca:
-    training: {epochs: $1, checkpoint_every: 1}
+    training: {epochs: $1, checkpoint_every: 1, schedule: exponential, warmup_iterations: 0, snapshot_every: 0}
 EOF
     snakemake --cores all --configfile config/hippocampus_cpu.yaml "$OUT/overlay.yaml" \
         --config data_dir="$DATA_DIR" results_dir="$OUT" device="$DEVICE" --quiet rules -- "$2" >&2
