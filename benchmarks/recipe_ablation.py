@@ -55,7 +55,7 @@ def run_paths(out: Path, variant: str, seed: int) -> dict[str, Path]:
     folder = out / variant
     return {
         "folder": folder,
-        "overlay": folder / "overlay.yaml",
+        "overlay": folder / f"overlay_seed{seed}.yaml",
         "summary": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "summary.json",
         "training": folder / "models" / DATASET / MODEL / f"seed{seed}" / "training.json",
     }
@@ -65,12 +65,12 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
     """Train and evaluate one (variant, seed) with the config ``overlay``; False (and a line) if it failed."""
     paths = run_paths(out, variant, seed)
     paths["folder"].mkdir(parents=True, exist_ok=True)
-    paths["overlay"].write_text(yaml.safe_dump(overlay, sort_keys=True))
+    paths["overlay"].write_text(yaml.safe_dump({**overlay, "seeds": [seed]}, sort_keys=True))
     command = [
         sys.executable, "-m", "snakemake", "--cores", str(cores), "--directory", str(ROOT),
         "--configfile", str(ROOT / "config" / "hippocampus_cpu.yaml"), str(paths["overlay"]),
         "--config", f"data_dir={data_dir}", f"results_dir={paths['folder']}", f"models=[{MODEL}]",
-        f"seeds=[{seed}]", "--", str(paths["summary"]),
+        "--", str(paths["summary"]),
     ]  # fmt: skip
     started = time.perf_counter()
     print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}: training and evaluating", flush=True)
