@@ -7,8 +7,6 @@ from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
 
 torch.set_num_threads(snakemake.threads)
-training = dict(snakemake.params.training)
-training["betas"] = tuple(training["betas"])
 run_logged(
     lambda: train_stage(
         slices_dir=snakemake.input.slices,
@@ -16,7 +14,7 @@ run_logged(
         model_path=snakemake.output.model,
         model_name=snakemake.wildcards.model,
         arguments=dict(snakemake.params.architecture),
-        settings=TrainingSettings(**training),
+        settings=TrainingSettings.from_config(snakemake.params.training),
         seed=int(snakemake.wildcards.seed),
         preprocessing=snakemake.params.preprocessing,
         device_name=snakemake.params.device,

@@ -95,6 +95,29 @@ def msd_dataset(tmp_path: Path) -> Path:
     return write_msd_dataset(tmp_path / "Task99_Tiny")
 
 
+def prepare_phantom(
+    raw_dir: Path, out: Path, spec, dataset: str = "phantom", test_fraction: float = 0.4
+) -> Path:
+    """The data stage (fetch, validate, preprocess, split) of a phantom ``spec`` with ``PREPROCESSING``'s
+    settings; returns ``out``, which then holds source.json, cases.csv, manifest.csv and slices/."""
+    from mednca.data.stages import fetch_stage, preprocess_stage, split_stage, validate_stage
+
+    settings = PREPROCESSING
+    fetch_stage(raw_dir, dataset.capitalize(), out / "source.json", phantom=spec)
+    validate_stage(
+        out / "source.json", out / "cases.csv", dataset, settings["layout"], tuple(settings["modalities"]),
+        tuple(settings["sequences"]), on_bad_case="fail",
+    )  # fmt: skip
+    intensity = settings["intensity"]
+    preprocess_stage(
+        out / "source.json", out / "cases.csv", out / "slices", tuple(settings["foreground_labels"]),
+        tuple(settings["image_size"]), settings["slice_axis"], settings["resize_mode"], intensity["method"],
+        intensity["lower"], intensity["upper"],
+    )  # fmt: skip
+    split_stage(out / "cases.csv", out / "manifest.csv", test_fraction=test_fraction, seed=0)
+    return out
+
+
 @pytest.fixture(scope="session")
 def prepared_phantom(tmp_path_factory) -> Path:
     """A small phantom dataset taken through the whole data stage; returns its data-stage folder.
@@ -102,17 +125,8 @@ def prepared_phantom(tmp_path_factory) -> Path:
     The folder holds source.json, cases.csv, manifest.csv and slices/ (16x16 slices), like
     ``results/data/{dataset}``.
     """
-    from mednca.data.stages import PhantomSpec, fetch_stage, preprocess_stage, split_stage, validate_stage
+    from mednca.data.stages import PhantomSpec
 
     root = tmp_path_factory.mktemp("phantom")
-    out = root / "data"
-    fetch_stage(
-        root / "raw",
-        "Phantom",
-        out / "source.json",
-        phantom=PhantomSpec(cases=5, shape=(16, 16, 12), shape_jitter=2),
-    )
-    validate_stage(out / "source.json", out / "cases.csv", "phantom", "msd")
-    preprocess_stage(out / "source.json", out / "cases.csv", out / "slices", (1, 2), (16, 16))
-    split_stage(out / "cases.csv", out / "manifest.csv", test_fraction=0.4, seed=0)
-    return out
+    spec = PhantomSpec(cases=5, shape=(16, 16, 12), shape_jitter=2)
+    return prepare_phantom(root / "raw", root / "data", spec)

@@ -7,9 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from mednca.config import PROJECT_ROOT, SCHEMA_PATH
+from mednca.config import SCHEMA_PATH, schema_default
 from mednca.errors import MednCAError
 from mednca.logs import configure_logging, run_reported
+from mednca.names import MODEL_NAMES
 
 log = logging.getLogger("mednca")
 
@@ -132,7 +133,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 DEFAULT_SCHEMA = SCHEMA_PATH
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+# The paper configuration of a source checkout (an editable install); an installed package has none, and
+# the files given with --config are then merged over the schema's defaults alone.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 def load_config(files: list[str], schema: Path) -> dict:
@@ -141,7 +144,7 @@ def load_config(files: list[str], schema: Path) -> dict:
 
     from mednca.config import load_yaml, validate_config
 
-    config = load_yaml(DEFAULT_CONFIG)
+    config = load_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
     for path in files:
         overrides = load_yaml(Path(path)) or {}
         if not isinstance(overrides, dict):
@@ -185,16 +188,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if dataset not in config["dataset_settings"]:
         raise MednCAError(f"no dataset_settings for '{dataset}' in the config (pass --dataset or --config)")
     model = config["model_settings"][args.model]
-    training = {**model["training"], "betas": tuple(model["training"]["betas"])}
-    if args.epochs is not None:
-        training["epochs"] = args.epochs
+    training = model["training"] if args.epochs is None else {**model["training"], "epochs": args.epochs}
     train_stage(
         slices_dir=data / "slices",
         manifest_csv=data / "manifest.csv",
         model_path=Path(args.output),
         model_name=args.model,
         arguments=model["architecture"],
-        settings=TrainingSettings(**training),
+        settings=TrainingSettings.from_config(training),
         seed=args.seed,
         preprocessing=preprocessing_of(config["dataset_settings"][dataset]),
         device_name=args.device,
@@ -255,24 +256,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--layout", choices=["msd", "brats"], help="default: detected from the folder")
     validate.add_argument(
-        "--modalities", type=_int_list, default=(0,), help="MSD: channels of 4D images to check, e.g. 0,1"
+        "--modalities",
+        type=_int_list,
+        default=tuple(schema_default("dataset_settings.*.modalities")),
+        help="MSD: channels of 4D images to check, e.g. 0,1 (default: %(default)s)",
     )
     validate.add_argument(
         "--sequences",
         type=_comma_list,
-        default=("t1", "t1ce", "t2", "flair"),
-        help="BraTS: sequences every case must have (default: all four)",
+        default=tuple(schema_default("dataset_settings.*.sequences")),
+        help="BraTS: sequences every case must have, e.g. t1,t1ce,t2,flair (default: %(default)s)",
     )
     validate.add_argument("--progress", action="store_true", help="show a progress bar")
     validate.set_defaults(handler=cmd_validate)
 
     phantom = commands.add_parser("phantom", help="write a synthetic MSD-layout phantom dataset")
     phantom.add_argument("out_dir")
-    phantom.add_argument("--cases", type=_positive, default=10)
-    phantom.add_argument("--seed", type=_natural, default=0)
-    phantom.add_argument("--shape", type=_positive, nargs=3, default=(32, 40, 24), metavar=("X", "Y", "Z"))
-    phantom.add_argument("--shape-jitter", type=_natural, default=4)
-    phantom.add_argument("--modalities", type=_positive, default=1)
+    synthetic = schema_default("dataset_settings.*.synthetic")
+    phantom.add_argument("--cases", type=_positive, default=10)  # the schema requires it, has no default
+    phantom.add_argument("--seed", type=_natural, default=synthetic["seed"])
+    phantom.add_argument(
+        "--shape", type=_positive, nargs=3, default=tuple(synthetic["shape"]), metavar=("X", "Y", "Z")
+    )
+    phantom.add_argument("--shape-jitter", type=_natural, default=synthetic["shape_jitter"])
+    phantom.add_argument("--modalities", type=_positive, default=synthetic["modalities"])
     phantom.set_defaults(handler=cmd_phantom)
 
     fetch = commands.add_parser("fetch", help="use, extract or download a dataset into DATA_DIR/FOLDER")
@@ -296,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a dataset's preprocessed train split")
     train.add_argument("data", help=data_help)
     train.add_argument("output", help="model file to write, e.g. model.pt")
-    train.add_argument("--model", required=True, choices=["med_nca", "nca", "unet", "segnet"])
+    train.add_argument("--model", required=True, choices=list(MODEL_NAMES))
     train.add_argument(
         "--config",
         action="append",
@@ -309,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_natural, default=0)
     train.add_argument("--max-cases", type=_positive, help="train on this many training cases only")
     train.add_argument("--init-model", help="model file to fine-tune instead of starting from scratch")
-    train.add_argument("--device", default="auto")
+    train.add_argument("--device", default=schema_default("device"))
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model file on a dataset's test split")
@@ -317,9 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help=data_help)
     evaluate.add_argument("out_dir", help="folder for per_case.csv, summary.json and predictions/")
     evaluate.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--batch-size", type=_positive, default=64)
-    evaluate.add_argument("--runs", type=_positive, default=10, help="runs averaged for NCAs (gives the NQM)")
+    evaluate.add_argument("--device", default=schema_default("device"))
+    evaluate.add_argument("--batch-size", type=_positive, default=schema_default("evaluation.batch_size"))
+    evaluate.add_argument(
+        "--runs",
+        type=_positive,
+        default=schema_default("evaluation.nca_runs"),
+        help="runs averaged for NCAs (gives the NQM; default: %(default)s)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
@@ -329,8 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
     predict.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
-    predict.add_argument("--runs", type=_positive, default=1, help="NCA runs averaged (the NQM is logged)")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--runs",
+        type=_positive,
+        default=schema_default("evaluation.nca_runs"),
+        help="NCA runs averaged (the NQM is logged; default: %(default)s, as in evaluation)",
+    )
+    predict.add_argument("--device", default=schema_default("device"))
     predict.set_defaults(handler=cmd_predict)
     return parser
 

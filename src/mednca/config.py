@@ -1,12 +1,14 @@
 """Loading and validating the pipeline configuration against its JSON schema.
 
-The schema (``workflow/schemas/config.schema.yaml``) is the single source of defaults and documentation;
+The schema (``mednca/schemas/config.schema.yaml``, shipped with the package; the workflow's
+``workflow/schemas/config.schema.yaml`` links to it) is the single source of defaults and documentation;
 this module fills the defaults in and turns schema violations into one-line errors that name the key.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,7 @@ import yaml
 
 from mednca.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 def load_yaml(path: Path) -> Any:
@@ -79,6 +80,25 @@ def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> Any:
     if isinstance(instance, list) and isinstance(schema.get("items"), dict):
         return [fill_defaults(item, schema["items"], root) for item in instance]
     return instance
+
+
+@functools.lru_cache(maxsize=4)
+def _schema_defaults(schema_path: Path) -> dict:
+    # One dataset entry (named "*") with a synthetic block, so that the dataset defaults are filled in too.
+    return fill_defaults({"dataset_settings": {"*": {"synthetic": {}}}}, load_yaml(schema_path))
+
+
+def schema_default(key: str, schema_path: Path = SCHEMA_PATH) -> Any:
+    """The schema's default of a dotted config key, as a filled-in config holds it.
+
+    ``evaluation.nca_runs`` -> 10; ``model_settings.unet.training.lr`` -> 1e-4 (a model's own training
+    defaults over the shared ones); ``dataset_settings.*.synthetic.cases`` for a dataset's settings.
+    Raises KeyError for a key without a default.
+    """
+    value: Any = _schema_defaults(Path(schema_path))
+    for part in key.split("."):
+        value = value[part]
+    return copy.deepcopy(value)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -291,16 +311,3 @@ PREPROCESSING_KEYS = (
 def preprocessing_of(dataset_settings: dict) -> dict:
     """The part of a (validated) dataset block a trained model must keep to segment new images alike."""
     return {key: copy.deepcopy(dataset_settings[key]) for key in PREPROCESSING_KEYS}
-
-
-NCA_MODELS = ("med_nca", "nca")
-
-
-def base_model(model: str) -> str:
-    """The architecture of a model name: 'segnet_from_brats' -> 'segnet'."""
-    return model.partition("_from_")[0]
-
-
-def is_nca(model: str) -> bool:
-    """Whether a model name (possibly ``{model}_from_{source}``) is a stochastic NCA."""
-    return base_model(model) in NCA_MODELS

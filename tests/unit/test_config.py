@@ -13,7 +13,7 @@ from mednca.config import load_yaml, validate_config
 from mednca.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = ROOT / "src" / "mednca" / "schemas" / "config.schema.yaml"
 PAPER = load_yaml(ROOT / "config" / "config.yaml")
 
 

@@ -30,6 +30,7 @@ def trained_model(prepared_phantom: Path, tmp_path_factory) -> Path:
         settings=TrainingSettings(epochs=1, batch_size=8, lr=1e-3),
         seed=0,
         preprocessing=PREPROCESSING,
+        device_name="cpu",
     )
     return path
 
@@ -50,6 +51,10 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
         per_case_csv=tmp_path / "per_case.csv",
         summary_json=tmp_path / "summary.json",
         predictions_dir=tmp_path / "predictions",
+        seed=0,
+        device_name="cpu",
+        batch_size=64,
+        nca_runs=1,
     )
     per_case = pd.read_csv(tmp_path / "per_case.csv")
     manifest = pd.read_csv(prepared_phantom / "manifest.csv")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PREPROCESSING
+from conftest import PREPROCESSING, prepare_phantom
 
 from mednca.errors import DataError
 from mednca.evaluate.curve import CURVE_COLUMNS, curve_point, learning_curve_stage
@@ -32,6 +32,7 @@ def trained_run(prepared_phantom: Path, tmp_path_factory) -> Path:
         settings=TrainingSettings(epochs=3, batch_size=8, lr=1e-2, betas=(0.9, 0.99), snapshot_every=1),
         seed=0,
         preprocessing=PREPROCESSING,
+        device_name="cpu",
         snapshots_dir=folder / "snapshots",
     )
     return folder
@@ -83,6 +84,9 @@ def test_learning_curve_scores_each_snapshot_and_ends_with_the_evaluated_model(
         per_case_csv=tmp_path / "per_case.csv",
         summary_json=tmp_path / "summary.json",
         predictions_dir=tmp_path / "predictions",
+        seed=0,
+        device_name="cpu",
+        batch_size=64,
         nca_runs=1,
         **_inputs(prepared_phantom),
     )
@@ -116,20 +120,16 @@ def test_learning_curve_of_a_prostate_like_4d_dataset_on_its_first_modality(tmp_
     """MSD prostate's shape of data (4D images, T2 and ADC, the paper uses T2): a phantom with two
     modalities goes through the data stage with ``modalities: [0]``, trains with snapshots and gets its
     learning curve, scored on the raw 4D test volumes."""
-    from mednca.data.stages import PhantomSpec, fetch_stage, preprocess_stage, split_stage, validate_stage
+    from mednca.data.stages import PhantomSpec
 
-    data = tmp_path / "data"
     spec = PhantomSpec(cases=4, seed=3, shape=(16, 16, 10), shape_jitter=2, modalities=2)
-    fetch_stage(tmp_path / "raw", "Prostate_like", data / "source.json", phantom=spec)
-    validate_stage(data / "source.json", data / "cases.csv", "prostate_like", "msd", modalities=(0,))
-    preprocess_stage(data / "source.json", data / "cases.csv", data / "slices", (1, 2), (16, 16))
-    split_stage(data / "cases.csv", data / "manifest.csv", test_fraction=0.5, seed=0)
+    data = prepare_phantom(tmp_path / "raw", tmp_path / "data", spec, "prostate_like", test_fraction=0.5)
     run = tmp_path / "run"
     train_stage(
         slices_dir=data / "slices", manifest_csv=data / "manifest.csv", model_path=run / "model.pt",
         model_name="med_nca", arguments={"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2},
         settings=TrainingSettings(epochs=2, batch_size=8, snapshot_every=1), seed=0,
-        preprocessing=PREPROCESSING, snapshots_dir=run / "snapshots",
+        preprocessing=PREPROCESSING, device_name="cpu", snapshots_dir=run / "snapshots",
     )  # fmt: skip
     curve = learning_curve_stage(
         model_path=run / "model.pt", snapshots_dir=run / "snapshots", curve_csv=tmp_path / "curve.csv",

@@ -39,12 +39,16 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
         settings=TrainingSettings(epochs=2, batch_size=8, lr=1e-2),
         seed=0,
         preprocessing=PREPROCESSING,
+        device_name="cpu",
     )
     data = {
         "model_path": run / "model.pt",
         "manifest_csv": prepared_phantom / "manifest.csv",
         "cases_csv": prepared_phantom / "cases.csv",
         "source_json": prepared_phantom / "source.json",
+        "seed": 0,
+        "device_name": "cpu",
+        "batch_size": 64,
         "nca_runs": 3,
     }
     evaluate_stage(
@@ -55,8 +59,9 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
     )
     studies = {study: run / f"{study}.csv" for study in STUDIES}
     robustness_stage(
-        **data, studies=studies, gallery_dir=run / "gallery", quality_json=run / "quality.json", levels=LEVELS
-    )
+        **data, studies=studies, gallery_dir=run / "gallery", quality_json=run / "quality.json",
+        levels=LEVELS, fill="zeros", max_cases=None,
+    )  # fmt: skip
     return name, prepared_phantom, run
 
 

@@ -182,7 +182,7 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     preprocessing = PREPROCESSING
     common = {"slices_dir": prepared_phantom / "slices", "manifest_csv": prepared_phantom / "manifest.csv"}
     train_stage(**common, model_path=tmp_path / "a" / "model.pt", model_name="med_nca", arguments=NCA,
-                settings=settings, seed=0, preprocessing=preprocessing)  # fmt: skip
+                settings=settings, seed=0, preprocessing=preprocessing, device_name="cpu")  # fmt: skip
     payload = checkpoint.load(tmp_path / "a" / "model.pt")
     assert payload["training"]["train_cases"] == 3 and payload["training"]["parameters"] > 0
     assert (tmp_path / "a" / "training.json").exists() and (tmp_path / "a" / "train_log.csv").exists()
@@ -191,7 +191,7 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     three_channels["preprocessing"] = dict(payload["preprocessing"], modalities=[0, 1, 2])
     checkpoint.save(tmp_path / "source.pt", three_channels)
     train_stage(**common, model_path=tmp_path / "b" / "model.pt", model_name="med_nca", arguments=NCA,
-                settings=settings, seed=0, preprocessing=preprocessing, max_cases=2,
+                settings=settings, seed=0, preprocessing=preprocessing, device_name="cpu", max_cases=2,
                 init_model=tmp_path / "source.pt")  # fmt: skip
     tuned = checkpoint.load(tmp_path / "b" / "model.pt")
     assert tuned["in_channels"] == 3 and tuned["preprocessing"]["repeat_channels"] == 3

@@ -1,7 +1,8 @@
 import sys
 from pathlib import Path
 
-from mednca.config import dataset_models, is_nca, preprocessing_of, validate_config
+from mednca.config import dataset_models, preprocessing_of, validate_config
+from mednca.names import MODEL_NAMES, NCA_MODELS, is_nca, name_pattern, transfer_name
 from mednca.errors import ConfigError
 
 try:
@@ -11,7 +12,7 @@ except ConfigError as error:
 
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]
-BASE_MODELS = "med_nca|nca|unet|segnet"
+BASE_MODELS = name_pattern(list(MODEL_NAMES))
 # The torch rules' conda environment (`--sdm conda`): a CUDA build of torch when the config asks for a GPU.
 TORCH_ENV = "../../envs/train-cuda.yaml" if config["device"].startswith("cuda") else "../../envs/train.yaml"
 
@@ -31,14 +32,18 @@ def log_output(stage):
     return f"{RESULTS}/logs/{stage}/{{dataset}}.log"
 
 
-def run_output(kind, name):
+FINE_TUNED = transfer_name("{model}", "{source}")
+"""The model part of a fine-tuning run's paths, for the ``model`` argument of the path patterns below."""
+
+
+def run_output(kind, name, model="{model}", dataset="{dataset}"):
     """Path pattern of a per-run output: kind is models, metrics or predictions."""
-    return f"{RESULTS}/{kind}/{{dataset}}/{{model}}/seed{{seed}}/{name}"
+    return f"{RESULTS}/{kind}/{dataset}/{model}/seed{{seed}}/{name}"
 
 
-def run_log(stage):
+def run_log(stage, model="{model}"):
     """Path pattern of a per-run rule's log file."""
-    return f"{RESULTS}/logs/{stage}/{{dataset}}/{{model}}/seed{{seed}}.log"
+    return f"{RESULTS}/logs/{stage}/{{dataset}}/{model}/seed{{seed}}.log"
 
 
 def benchmark_output(stage):
@@ -46,9 +51,9 @@ def benchmark_output(stage):
     return f"{RESULTS}/benchmarks/{stage}/{{dataset}}.tsv"
 
 
-def run_benchmark(stage):
+def run_benchmark(stage, model="{model}"):
     """Path pattern of a per-run rule's Snakemake benchmark."""
-    return f"{RESULTS}/benchmarks/{stage}/{{dataset}}/{{model}}/seed{{seed}}.tsv"
+    return f"{RESULTS}/benchmarks/{stage}/{{dataset}}/{model}/seed{{seed}}.tsv"
 
 
 def dataset_settings(wildcards):
@@ -78,6 +83,13 @@ def transfer_settings(wildcards):
     raise WorkflowError(f"no transfer entry for {wildcards.model} from {wildcards.source} to {wildcards.dataset}")
 
 
+def finetune_training(wildcards):
+    """The model's training settings with the transfer entry's epochs and learning rate (if it sets one)."""
+    training = model_settings(wildcards)["training"]
+    transfer = transfer_settings(wildcards)
+    return training | {"epochs": transfer["epochs"], "lr": transfer["lr"] or training["lr"]}
+
+
 def models_of(dataset):
     """Models run on a dataset: its own list if it has one, else the top-level list."""
     return dataset_models(config, dataset)
@@ -86,7 +98,7 @@ def models_of(dataset):
 def runs():
     """(dataset, model) pairs to evaluate, including fine-tuned models named {model}_from_{source}."""
     pairs = [(dataset, model) for dataset in DATASETS for model in models_of(dataset)]
-    pairs += [(t["target"], f"{t['model']}_from_{t['source']}") for t in config["transfer"]]
+    pairs += [(t["target"], transfer_name(t["model"], t["source"])) for t in config["transfer"]]
     return pairs
 
 

@@ -61,7 +61,7 @@ rule nca_trajectory:
     benchmark:
         run_benchmark("trajectory")
     wildcard_constraints:
-        model=r"(med_nca|nca)(_from_[A-Za-z0-9_]+)?",
+        model=name_pattern(NCA_MODELS, fine_tuned=True),
     params:
         device=config["device"],
     conda:

@@ -27,28 +27,24 @@ rule train_model:
 
 rule finetune_model:
     input:
-        init_model=f"{RESULTS}/models/{{source}}/{{model}}/seed{{seed}}/model.pt",
+        init_model=run_output("models", "model.pt", dataset="{source}"),
         slices=rules.preprocess_dataset.output.slices,
         manifest=rules.split_dataset.output[0],
     output:
-        model=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/model.pt",
-        summary=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/training.json",
-        history=f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/train_log.csv",
-        snapshots=directory(f"{RESULTS}/models/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}/snapshots"),
+        model=run_output("models", "model.pt", FINE_TUNED),
+        summary=run_output("models", "training.json", FINE_TUNED),
+        history=run_output("models", "train_log.csv", FINE_TUNED),
+        snapshots=directory(run_output("models", "snapshots", FINE_TUNED)),
     log:
-        f"{RESULTS}/logs/train/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}.log",
+        run_log("train", FINE_TUNED),
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}_from_{{source}}/seed{{seed}}.tsv"
+        run_benchmark("train", FINE_TUNED)
     wildcard_constraints:
         model=BASE_MODELS,
         source="|".join(DATASETS),
     params:
         architecture=lambda wildcards: model_settings(wildcards)["architecture"],
-        training=lambda wildcards: model_settings(wildcards)["training"]
-        | {
-            "epochs": transfer_settings(wildcards)["epochs"],
-            "lr": transfer_settings(wildcards)["lr"] or model_settings(wildcards)["training"]["lr"],
-        },
+        training=finetune_training,
         preprocessing=preprocessing,
         device=config["device"],
         max_cases=lambda wildcards: transfer_settings(wildcards)["cases"],

@@ -88,9 +88,9 @@ def validate_stage(
     cases_csv: Path,
     dataset: str,
     layout: str,
-    modalities: tuple[int, ...] = (0,),
-    sequences: tuple[str, ...] = ("t1", "t2", "flair"),
-    on_bad_case: str = "fail",
+    modalities: tuple[int, ...],
+    sequences: tuple[str, ...],
+    on_bad_case: str,
 ) -> None:
     """Check every case; write the table of valid cases or stop naming each problem."""
     discovery = discover(dataset_folder(source_json), layout, tuple(modalities), tuple(sequences))
@@ -133,11 +133,11 @@ def preprocess_stage(
     out_dir: Path,
     foreground_labels: tuple[int, ...],
     image_size: tuple[int, int],
-    slice_axis: int = 2,
-    resize_mode: str = "stretch",
-    intensity_method: str = "percentile",
-    lower_percentile: float = 0.5,
-    upper_percentile: float = 99.5,
+    slice_axis: int,
+    resize_mode: str,
+    intensity_method: str,
+    lower_percentile: float,
+    upper_percentile: float,
 ) -> None:
     """Write ``{case_id}.npz`` slices for every valid case and an ``index.csv`` with their slice counts."""
     root = dataset_folder(source_json)

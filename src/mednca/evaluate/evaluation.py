@@ -181,10 +181,10 @@ def evaluate_stage(
     per_case_csv: Path,
     summary_json: Path,
     predictions_dir: Path,
-    seed: int = 0,
-    device_name: str = "auto",
-    batch_size: int = 64,
-    nca_runs: int = 1,
+    seed: int,
+    device_name: str,
+    batch_size: int,
+    nca_runs: int,
 ) -> None:
     """Segment every test case, write its NIfTI prediction, per-case metrics and a summary.
 

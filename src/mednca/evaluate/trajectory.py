@@ -26,8 +26,8 @@ def trajectory_stage(
     cases_csv: Path,
     source_json: Path,
     out_npz: Path,
-    seed: int = 0,
-    device_name: str = "auto",
+    seed: int,
+    device_name: str,
     snapshots: int = 6,
 ) -> None:
     """Write ``out_npz`` with case_id, slice_index, image (H, W), label (H, W) and the trajectory arrays.

@@ -10,13 +10,11 @@ from torch import nn
 from mednca.models.nca import MedNCA, SingleLevelNCA
 from mednca.models.segnet import SegNet
 from mednca.models.unet import UNet2D
+from mednca.names import MODEL_NAMES
 
-MODELS: dict[str, type[nn.Module]] = {
-    "med_nca": MedNCA,
-    "nca": SingleLevelNCA,
-    "unet": UNet2D,
-    "segnet": SegNet,
-}
+MODELS: dict[str, type[nn.Module]] = dict(
+    zip(MODEL_NAMES, (MedNCA, SingleLevelNCA, UNet2D, SegNet), strict=True)  # in MODEL_NAMES' order
+)
 STOCHASTIC: tuple[type[nn.Module], ...] = (MedNCA, SingleLevelNCA)
 
 

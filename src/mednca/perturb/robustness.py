@@ -97,13 +97,13 @@ def robustness_stage(
     studies: dict[str, Path],
     gallery_dir: Path,
     quality_json: Path,
-    seed: int = 0,
-    levels: dict[str, list[float]] | None = None,
-    fill: str = "zeros",
-    max_cases: int | None = None,
-    device_name: str = "auto",
-    batch_size: int = 64,
-    nca_runs: int = 1,
+    seed: int,
+    levels: dict[str, list[float]],
+    fill: str,
+    max_cases: int | None,
+    device_name: str,
+    batch_size: int,
+    nca_runs: int,
 ) -> None:
     """Evaluate a model on every severity of each study for the first ``max_cases`` test cases (all if None).
 
@@ -116,7 +116,6 @@ def robustness_stage(
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)[:max_cases]
-    levels = levels or {}
     tables = []
     for study, out_csv in studies.items():
         rows, gallery = [], {}

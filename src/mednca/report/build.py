@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mednca.config import is_nca
 from mednca.data.preprocess import most_foreground_slice
 from mednca.data.stages import dataset_folder
 from mednca.data.volumes import read_nifti, read_voxels
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
 from mednca.evaluate.quality import quality_population
 from mednca.io import atomic_path
+from mednca.names import display_name, is_nca
 from mednca.report import figures
 from mednca.report.collect import (
     Missing,
@@ -45,7 +45,6 @@ from mednca.report.collect import (
 )
 from mednca.report.findings import (
     dice_findings,
-    display_name,
     equal_time_findings,
     quality_findings,
     robustness_findings,

@@ -30,6 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
+from mednca.names import MODEL_NAMES
+
 DPI = 100
 MAX_WIDTH = 12.0
 NO_DATA = "no data"
@@ -79,7 +81,7 @@ class DatasetExample:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-PREFERRED_COLOURS = {"med_nca": 0, "nca": 1, "segnet": 2, "unet": 4}
+PREFERRED_COLOURS = {name: index for index, name in enumerate(MODEL_NAMES)}
 """Palette positions of the base models, so a model keeps its colour in every figure of a report."""
 
 

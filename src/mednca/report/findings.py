@@ -12,21 +12,13 @@ import math
 
 import pandas as pd
 
+from mednca.names import BASELINE, display_name
+from mednca.names import PAPER_MODEL as NCA
 from mednca.report.render import seconds
 
-NCA = "med_nca"
-BASELINE = "unet"
 SLIGHT_DROP = 0.05
 """The largest mean Dice drop this report calls "slight degradation"."""
 ARTEFACT_STUDIES = ("noise", "spike", "ghosting", "bias_field", "motion", "anisotropy", "gibbs")
-NAMES = {"med_nca": "Med-NCA", "nca": "single-level NCA", "unet": "UNet", "segnet": "SegNet"}
-
-
-def display_name(model: str) -> str:
-    """A model's name for readers, e.g. 'med_nca' -> 'Med-NCA', 'segnet_from_x' -> 'SegNet (from x)'."""
-    base, _, source = model.partition("_from_")  # the naming of mednca.config.base_model
-    name = NAMES.get(base, base)
-    return f"{name} (from {source})" if source else name
 
 
 def _signed(value: float) -> str:

@@ -71,6 +71,11 @@ class TrainingSettings:
     checkpoint_every: int = 10
     snapshot_every: int = 0
 
+    @classmethod
+    def from_config(cls, training: dict[str, Any]) -> TrainingSettings:
+        """The settings of a (validated, defaults filled) ``model_settings.<model>.training`` block."""
+        return cls(**{**training, "betas": tuple(training["betas"])})
+
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:

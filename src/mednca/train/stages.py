@@ -50,7 +50,7 @@ def train_stage(
     settings: TrainingSettings,
     seed: int,
     preprocessing: dict[str, Any],
-    device_name: str = "auto",
+    device_name: str,
     max_cases: int | None = None,
     init_model: Path | None = None,
     snapshots_dir: Path | None = None,
