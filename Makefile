@@ -32,7 +32,8 @@ paper: install
 unlock: install
 	$(BIN)/snakemake --unlock
 
-test: install
+# The suite starts with the linters, so CI checks the code's style and the workflow's conventions too.
+test: lint
 	$(BIN)/pytest -q
 
 lint: install

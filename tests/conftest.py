@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+"""The project checkout."""
 AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
 #: What a model trained on the ``prepared_phantom`` slices remembers of their preprocessing.
 PREPROCESSING = {
@@ -74,6 +79,22 @@ def write_brats_dataset(root: Path, case_ids=(1, 2), sequences=("t1", "t2", "fla
         label[label == 2] = 4
         write_nifti(folder / f"{case}_seg.nii.gz", label)
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the workflow, scripts and configs, so runs leave the checkout untouched."""
+    for name in ("workflow", "scripts", "config", "envs", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``project`` and return the finished process (stdout and stderr combined)."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    return subprocess.run(
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
+    )
 
 
 @pytest.fixture

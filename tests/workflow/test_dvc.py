@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import ROOT
+from conftest import ROOT
 
 pytestmark = pytest.mark.workflow
 STUDIES = ["shift", "scale_resize", "scale_fixed", "noise", "spike", "ghosting", "bias_field", "motion"]
@@ -111,7 +111,9 @@ def test_second_run_does_nothing(demo: Path) -> None:
     assert "Nothing to be done" in run(command, demo)
 
 
-def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path) -> None:
+def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path, tmp_path: Path) -> None:
+    """On a copy of the demo (same remote), so that the module's demo stays as `dvc repro` left it."""
+    demo = Path(shutil.copytree(demo, tmp_path / "repo", symlinks=True))
     models = demo / "results" / "models"
     files = sorted(models.glob("*/*/seed0/model.pt"))
     before = {path: digest(path) for path in files}
@@ -134,9 +136,10 @@ def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path
     run(["git", "add", "-A"], demo)
     run(["git", "commit", "-q", "-m", "run"], demo)
     dvc("push", cwd=demo)
-    clone = demo.parent / "clone"
-    run(["git", "clone", "-q", str(demo), str(clone)], demo.parent)
-    dvc("remote", "modify", "--local", "local", "url", str(demo.parent / "storage"), cwd=clone)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(demo), str(clone)], tmp_path)
+    storage = dvc("remote", "list", "--local", cwd=demo).split()[-1]
+    dvc("remote", "modify", "--local", "local", "url", storage, cwd=clone)
     dvc("pull", cwd=clone)
     for path in [*files, demo / "results" / "report.html"]:
         assert digest(clone / path.relative_to(demo)) == digest(path)

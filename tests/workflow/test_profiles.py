@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, project, snakemake  # noqa: F401  (project is a fixture)
+from conftest import ROOT, snakemake
 
 PROFILES = ("default", "slurm")
 pytestmark = pytest.mark.workflow

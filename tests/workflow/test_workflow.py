@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,26 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_msd_dataset
+from conftest import snakemake, write_msd_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the workflow, scripts and configs, so runs leave the checkout untouched."""
-    for name in ("workflow", "scripts", "config", "envs", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    return tmp_path
-
-
-def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run Snakemake in ``project`` and return the finished process (stdout and stderr combined)."""
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    return subprocess.run(
-        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
-    )
 
 
 def test_paper_config_plans_every_stage(project: Path) -> None:
