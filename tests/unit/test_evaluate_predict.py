@@ -12,6 +12,7 @@ import pytest
 from conftest import PREPROCESSING
 
 from mednca.cli import main
+from mednca.data.stages import dataset_folder
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
@@ -36,7 +37,7 @@ def trained_model(prepared_phantom: Path, tmp_path_factory) -> Path:
 
 
 def _raw_case(prepared_phantom: Path, case_id: str) -> tuple[Path, Path]:
-    root = Path(json.loads((prepared_phantom / "source.json").read_text())["folder"])
+    root = dataset_folder(prepared_phantom / "source.json")
     return root / "imagesTr" / f"{case_id}.nii.gz", root / "labelsTr" / f"{case_id}.nii.gz"
 
 
