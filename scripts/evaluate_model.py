@@ -16,7 +16,7 @@ run_logged(
         summary_json=snakemake.output.summary,
         predictions_dir=snakemake.output.predictions,
         seed=int(snakemake.wildcards.seed),
-        device_name=snakemake.params.device,
+        device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,
         nca_runs=snakemake.params.nca_runs,
     ),

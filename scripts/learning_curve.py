@@ -15,7 +15,7 @@ run_logged(
         source_json=snakemake.input.source,
         curve_csv=snakemake.output[0],
         seed=int(snakemake.wildcards.seed),
-        device_name=snakemake.params.device,
+        device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,
     ),
     snakemake.log[0],

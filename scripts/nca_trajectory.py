@@ -14,7 +14,7 @@ run_logged(
         source_json=snakemake.input.source,
         out_npz=snakemake.output[0],
         seed=int(snakemake.wildcards.seed),
-        device_name=snakemake.params.device,
+        device_name=snakemake.config["device"],
     ),
     snakemake.log[0],
 )

@@ -20,7 +20,7 @@ run_logged(
         levels=snakemake.params.levels,
         fill=snakemake.params.fill,
         max_cases=snakemake.params.max_cases,
-        device_name=snakemake.params.device,
+        device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,
         nca_runs=snakemake.params.nca_runs,
     ),

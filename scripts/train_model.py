@@ -17,7 +17,7 @@ run_logged(
         settings=TrainingSettings.from_config(snakemake.params.training),
         seed=int(snakemake.wildcards.seed),
         preprocessing=snakemake.params.preprocessing,
-        device_name=snakemake.params.device,
+        device_name=snakemake.config["device"],
         max_cases=snakemake.params.max_cases,
         init_model=snakemake.input.get("init_model"),
         snapshots_dir=snakemake.output.snapshots,

@@ -11,6 +11,8 @@ except ConfigError as error:
     sys.exit(f"Invalid configuration: {error}")
 
 RESULTS = config["results_dir"]
+# The device is a runtime setting, not part of a result's identity: the torch scripts read it from the
+# config, not from rule params, so switching auto/cpu/cuda re-uses what is already computed.
 DATASETS = config["datasets"]
 BASE_MODELS = name_pattern(list(MODEL_NAMES))
 # The torch rules' conda environment (`--sdm conda`): a CUDA build of torch when the config asks for a GPU.

@@ -15,7 +15,6 @@ rule evaluate_model:
     wildcard_constraints:
         model=r"[A-Za-z0-9_]+",
     params:
-        device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
     conda:
@@ -40,7 +39,6 @@ rule learning_curve:
     wildcard_constraints:
         model=r"[A-Za-z0-9_]+",
     params:
-        device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
     conda:
         TORCH_ENV
@@ -62,8 +60,6 @@ rule nca_trajectory:
         run_benchmark("trajectory")
     wildcard_constraints:
         model=name_pattern(NCA_MODELS, fine_tuned=True),
-    params:
-        device=config["device"],
     conda:
         TORCH_ENV
     script:

@@ -19,7 +19,6 @@ rule robustness_studies:
         levels=config["robustness"]["levels"],
         fill=config["robustness"]["fill"],
         max_cases=config["robustness"]["max_cases"],
-        device=config["device"],
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
     conda:

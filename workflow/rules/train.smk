@@ -17,7 +17,6 @@ rule train_model:
         architecture=lambda wildcards: model_settings(wildcards)["architecture"],
         training=lambda wildcards: model_settings(wildcards)["training"],
         preprocessing=preprocessing,
-        device=config["device"],
         max_cases=None,
     conda:
         TORCH_ENV
@@ -46,7 +45,6 @@ rule finetune_model:
         architecture=lambda wildcards: model_settings(wildcards)["architecture"],
         training=finetune_training,
         preprocessing=preprocessing,
-        device=config["device"],
         max_cases=lambda wildcards: transfer_settings(wildcards)["cases"],
     conda:
         TORCH_ENV
