@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import PREPROCESSING
 
-from mednca.evaluate.evaluation import evaluate_stage
+from mednca.evaluate.evaluation import evaluate_stage, segment_case
 from mednca.evaluate.inference import nqm
 from mednca.evaluate.quality import failure_detection
 from mednca.perturb.robustness import robustness_stage
@@ -132,3 +132,30 @@ def test_nqm_definition() -> None:
     std = np.array([[0.1, 0.1], [0.0, 0.0]])
     assert nqm(mean, std) == pytest.approx(0.2 / 2.0)
     assert nqm(np.zeros((2, 2)), np.zeros((2, 2))) == 0.0
+
+
+def test_each_case_is_segmented_clean_once_for_all_studies(
+    evaluated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mednca.perturb import robustness
+
+    _, data, run = evaluated
+    calls: list[str] = []
+
+    def counted(segmenter, case_id, *args, **kwargs):
+        calls.append(case_id)
+        return segment_case(segmenter, case_id, *args, **kwargs)
+
+    monkeypatch.setattr(robustness, "segment_case", counted)
+    studies = {study: tmp_path / f"{study}.csv" for study in ("shift", "noise")}
+    robustness_stage(
+        run / "model.pt", data / "manifest.csv", data / "cases.csv", data / "source.json", studies,
+        tmp_path / "gallery", tmp_path / "quality.json", seed=0, levels=LEVELS, fill="zeros",
+        max_cases=None, device_name="cpu", batch_size=64, nca_runs=3,
+    )  # fmt: skip
+    cases = pd.read_csv(run / "per_case.csv")["case_id"].astype(str).tolist()
+    assert sorted(calls) == sorted(cases * (1 + 1 + 1)), "one clean run per case, one per perturbed level"
+    for study in studies:
+        fresh, before = (pd.read_csv(folder / f"{study}.csv") for folder in (tmp_path, run))
+        timing = "inference_seconds"
+        pd.testing.assert_frame_equal(fresh.drop(columns=timing), before.drop(columns=timing))

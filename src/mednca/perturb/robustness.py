@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from mednca.data.preprocess import most_foreground_slice
 from mednca.evaluate.evaluation import (
+    Segmentation,
     Segmenter,
     held_out_cases,
     load_segmenter,
@@ -49,9 +50,20 @@ def model_input_size(segmenter: Segmenter, perturbation: Perturbation) -> tuple[
 
 
 def run_case(
-    segmenter: Segmenter, case, study: str, levels: list[float] | None, seed: int, fill: str
+    segmenter: Segmenter,
+    case,
+    study: str,
+    levels: list[float] | None,
+    seed: int,
+    fill: str,
+    clean: dict[str, tuple[Segmentation, dict]] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Every severity of ``study`` on one case: metric rows and gallery arrays (one slice per severity)."""
+    """Every severity of ``study`` on one case: metric rows and gallery arrays (one slice per severity).
+
+    ``clean`` caches each case's unperturbed (severity 0) segmentation and metrics across studies: they are
+    the same for every study (it is the evaluation's), so a case is segmented clean once per stage.
+    """
+    clean = {} if clean is None else clean
     foreground = tuple(segmenter.preprocessing["foreground_labels"])
     axis = segmenter.preprocessing["slice_axis"]
     volume, truth = load_test_case(case, foreground)
@@ -64,12 +76,17 @@ def run_case(
             image_slices, label_slices, case.case_id, perturbation, seed, fill
         )
         image, label = np.moveaxis(image, 0, axis + 1), np.moveaxis(label, 0, axis)
-        generator = case_generator(seed, case.case_id, segmenter.device)
-        size = model_input_size(segmenter, perturbation)
-        result = segment_case(
-            segmenter, case.case_id, image, volume.affine, generator, size=size, normalised=geometric
-        )
-        metrics = score(result.label, label, spacing_of(volume.affine))
+        if perturbation.severity == 0 and case.case_id in clean:
+            result, metrics = clean[case.case_id]
+        else:
+            generator = case_generator(seed, case.case_id, segmenter.device)
+            size = model_input_size(segmenter, perturbation)
+            result = segment_case(
+                segmenter, case.case_id, image, volume.affine, generator, size=size, normalised=geometric
+            )
+            metrics = score(result.label, label, spacing_of(volume.affine))
+            if perturbation.severity == 0:
+                clean[case.case_id] = (result, metrics)
         rows.append(
             {
                 "case_id": case.case_id,
@@ -116,11 +133,11 @@ def robustness_stage(
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)[:max_cases]
-    tables = []
+    tables, clean = [], {}
     for study, out_csv in studies.items():
         rows, gallery = [], {}
         for case in tqdm(cases, desc=f"robustness {study}", unit="case"):
-            case_rows, case_gallery = run_case(segmenter, case, study, levels.get(study), seed, fill)
+            case_rows, case_gallery = run_case(segmenter, case, study, levels.get(study), seed, fill, clean)
             rows += case_rows
             gallery = gallery or {"case_id": np.asarray(case.case_id), **case_gallery}
         table = pd.DataFrame(rows)
