@@ -2,22 +2,23 @@
 
 from mednca.logs import run_logged
 from mednca.report.build import build_report
-from mednca.report.collect import Run
+from mednca.report.collect import report_files, runs_of
 
+runs = runs_of(snakemake.params.runs)
+studies = list(snakemake.params.studies)
 run_logged(
     lambda: build_report(
-        results_dir=snakemake.params.results_dir,
+        files=report_files(
+            runs, studies, snakemake.input, snakemake.params.datasets, snakemake.params.benchmark_jobs
+        ),
         out_html=snakemake.output[0],
-        runs=[Run(dataset, model, int(seed)) for dataset, model, seed in snakemake.params.runs],
-        datasets=list(snakemake.params.datasets),
-        studies=list(snakemake.params.studies),
-        dataset_settings=dict(snakemake.params.dataset_settings),
+        studies=studies,
         paper_results=dict(snakemake.params.paper_results),
         paper_parameters=dict(snakemake.params.paper_parameters),
         config=dict(snakemake.params.config),
         nca_runs=int(snakemake.params.nca_runs),
         repository=snakemake.params.repository,
-        ablation_csv=snakemake.params.ablation_table,
+        ablation_csv=snakemake.input.ablation[0] if snakemake.input.ablation else None,
     ),
     snakemake.log[0],
 )

@@ -14,6 +14,7 @@ run_logged(
         source_json=snakemake.input.source,
         per_case_csv=snakemake.output.per_case,
         summary_json=snakemake.output.summary,
+        slices_npz=snakemake.output.slices,
         predictions_dir=snakemake.output.predictions,
         seed=int(snakemake.wildcards.seed),
         device_name=snakemake.config["device"],

@@ -20,6 +20,8 @@ run_logged(
         device_name=snakemake.config["device"],
         max_cases=snakemake.params.max_cases,
         init_model=snakemake.input.get("init_model"),
+        summary_json=snakemake.output.summary,
+        history_csv=snakemake.output.history,
         snapshots_dir=snakemake.output.snapshots,
     ),
     snakemake.log[0],

@@ -176,12 +176,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
     from mednca.config import preprocessing_of
     from mednca.io import check_output
-    from mednca.train.loop import CHECKPOINT_NAME, LOG_NAME, TrainingSettings
-    from mednca.train.stages import SUMMARY_NAME, train_stage
+    from mednca.train.loop import CHECKPOINT_NAME, TrainingSettings
+    from mednca.train.stages import outputs_beside, train_stage
 
     data, output = Path(args.data), Path(args.output)
     inputs = [data / "manifest.csv", *_inputs(args, "config", "init_model")]
-    for path in (output, *(output.parent / name for name in (CHECKPOINT_NAME, LOG_NAME, SUMMARY_NAME))):
+    outputs = outputs_beside(output)
+    for path in (output, output.parent / CHECKPOINT_NAME, outputs["summary_json"], outputs["history_csv"]):
         check_output(path, inputs)
     config = load_config(args.config, Path(args.schema))
     dataset = args.dataset or data.name
@@ -201,6 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device_name=args.device,
         max_cases=args.max_cases,
         init_model=None if args.init_model is None else Path(args.init_model),
+        **outputs,
     )
     print(args.output)
     return 0
@@ -218,6 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         source_json=data / "source.json",
         per_case_csv=out / "per_case.csv",
         summary_json=out / "summary.json",
+        slices_npz=out / "test_slices.npz",
         predictions_dir=out / "predictions",
         seed=args.seed,
         device_name=args.device,

@@ -25,7 +25,6 @@ STAGE_DEFAULTS = {
     ("fetch_stage", "phantom"): None,
     ("train_stage", "max_cases"): None,
     ("train_stage", "init_model"): None,
-    ("train_stage", "snapshots_dir"): None,
     ("trajectory_stage", "snapshots"): None,
 }
 

@@ -14,8 +14,9 @@ from conftest import PREPROCESSING
 from mednca.cli import main
 from mednca.data.stages import dataset_folder
 from mednca.evaluate.evaluation import evaluate_stage
+from mednca.evaluate.overlays import read_case_slices
 from mednca.train.loop import TrainingSettings
-from mednca.train.stages import train_stage
+from mednca.train.stages import outputs_beside, train_stage
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def trained_model(prepared_phantom: Path, tmp_path_factory) -> Path:
         seed=0,
         preprocessing=PREPROCESSING,
         device_name="cpu",
+        **outputs_beside(path),
     )
     return path
 
@@ -51,6 +53,7 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
         source_json=prepared_phantom / "source.json",
         per_case_csv=tmp_path / "per_case.csv",
         summary_json=tmp_path / "summary.json",
+        slices_npz=tmp_path / "test_slices.npz",
         predictions_dir=tmp_path / "predictions",
         seed=0,
         device_name="cpu",
@@ -72,6 +75,16 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
         assert prediction.shape == label.shape
         np.testing.assert_allclose(prediction.affine, label.affine)
         assert set(np.unique(np.asarray(prediction.dataobj))) <= {0, 1}
+    # The report's overlays: each case's most-foreground slice (axis 2 here) of its label and prediction.
+    slices = read_case_slices(tmp_path / "test_slices.npz")
+    assert sorted(slices) == sorted(per_case["case_id"])
+    for case_id, item in slices.items():
+        truth = np.asarray(nib.load(_raw_case(prepared_phantom, case_id)[1]).dataobj) > 0
+        prediction = np.asarray(nib.load(tmp_path / "predictions" / f"{case_id}.nii.gz").dataobj)
+        assert item.index == int(np.argmax(truth.sum(axis=(0, 1))))
+        np.testing.assert_array_equal(item.label, truth[:, :, item.index])
+        np.testing.assert_array_equal(item.prediction, prediction[:, :, item.index])
+    assert summary["epochs"] >= 1 and summary["train_seconds"] > 0, "training facts from the model file"
 
 
 def test_predict_writes_a_label_map_with_the_input_geometry(

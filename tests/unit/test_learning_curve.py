@@ -14,7 +14,7 @@ from mednca.evaluate.curve import CURVE_COLUMNS, curve_point, learning_curve_sta
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.train import checkpoint
 from mednca.train.loop import TrainingSettings
-from mednca.train.stages import train_stage
+from mednca.train.stages import outputs_beside, train_stage
 
 UNET = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
 
@@ -33,7 +33,7 @@ def trained_run(prepared_phantom: Path, tmp_path_factory) -> Path:
         seed=0,
         preprocessing=PREPROCESSING,
         device_name="cpu",
-        snapshots_dir=folder / "snapshots",
+        **outputs_beside(folder / "model.pt"),
     )
     return folder
 
@@ -83,6 +83,7 @@ def test_learning_curve_scores_each_snapshot_and_ends_with_the_evaluated_model(
         model_path=trained_run / "model.pt",
         per_case_csv=tmp_path / "per_case.csv",
         summary_json=tmp_path / "summary.json",
+        slices_npz=tmp_path / "test_slices.npz",
         predictions_dir=tmp_path / "predictions",
         seed=0,
         device_name="cpu",
@@ -129,7 +130,7 @@ def test_learning_curve_of_a_prostate_like_4d_dataset_on_its_first_modality(tmp_
         slices_dir=data / "slices", manifest_csv=data / "manifest.csv", model_path=run / "model.pt",
         model_name="med_nca", arguments={"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2},
         settings=TrainingSettings(epochs=2, batch_size=8, snapshot_every=1), seed=0,
-        preprocessing=PREPROCESSING, device_name="cpu", snapshots_dir=run / "snapshots",
+        preprocessing=PREPROCESSING, device_name="cpu", **outputs_beside(run / "model.pt"),
     )  # fmt: skip
     curve = learning_curve_stage(
         model_path=run / "model.pt", snapshots_dir=run / "snapshots", curve_csv=tmp_path / "curve.csv",

@@ -12,11 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mednca.data.volumes import save_label_map
 from mednca.errors import DataError
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
+from mednca.evaluate.overlays import case_slice, write_case_slices
+from mednca.names import is_nca
 from mednca.report.build import build_report
-from mednca.report.collect import Missing, ResultsLayout, Run, dataset_digest, load_benchmarks
+from mednca.report.collect import (
+    Benchmark,
+    DatasetFiles,
+    ReportFiles,
+    Run,
+    RunFiles,
+    dataset_digest,
+    load_benchmarks,
+    report_files,
+    run_files,
+)
 from mednca.report.findings import dice_findings, equal_time_findings, quality_findings, robustness_findings
 from mednca.report.tables import main_table, robustness_summary
 
@@ -155,11 +166,54 @@ def write_run(results: Path, run: Run, case_ids: list[str], dice: list[float], d
         c.case_id: c
         for c in held_out_cases(data_dir / "manifest.csv", data_dir / "cases.csv", data_dir / "source.json")
     }
-    predictions = results / "predictions" / run.dataset / run.model / f"seed{run.seed}"
+    slices = []
     for index, case_id in enumerate(case_ids):
         volume, truth = load_test_case(cases[case_id], (1, 2))
         label = np.zeros_like(truth) if (run.model == "unet" and index == 0) else truth
-        save_label_map(predictions / f"{case_id}.nii.gz", label, volume.affine)
+        slices.append(case_slice(case_id, volume.image, truth, label, SETTINGS["phantom"]["slice_axis"]))
+    write_case_slices(metrics / "test_slices.npz", slices)
+
+
+def run_dir(results: Path, kind: str, run: Run) -> Path:
+    """Where the workflow puts a run's outputs of one kind (``run_folder`` in workflow/rules/common.smk)."""
+    return results / kind / run.dataset / run.model / f"seed{run.seed}"
+
+
+def files_of(results: Path, runs: list[Run] = RUNS, studies: list[str] = STUDIES) -> ReportFiles:
+    """The ReportFiles the workflow would give the report for a results tree laid out as it writes it."""
+    return ReportFiles(
+        runs={
+            run: RunFiles(
+                per_case=run_dir(results, "metrics", run) / "per_case.csv",
+                summary=run_dir(results, "metrics", run) / "summary.json",
+                train_log=run_dir(results, "models", run) / "train_log.csv",
+                learning_curve=run_dir(results, "metrics", run) / "learning_curve.csv",
+                test_slices=run_dir(results, "metrics", run) / "test_slices.npz",
+                robustness={study: run_dir(results, "robustness", run) / f"{study}.csv" for study in studies},
+                quality=run_dir(results, "robustness", run) / "nqm_failure_detection.json"
+                if studies
+                else None,
+                gallery=run_dir(results, "robustness", run) / "gallery" if studies else None,
+                trajectory=run_dir(results, "metrics", run) / "nca_trajectory.npz"
+                if is_nca(run.model)
+                else None,
+            )
+            for run in runs
+        },
+        datasets={
+            "phantom": DatasetFiles(
+                results / "data" / "phantom" / "manifest.csv", results / "data" / "phantom" / "slices"
+            )
+        },
+        benchmarks=[
+            Benchmark(
+                "train",
+                f"phantom/{run.model}/seed{run.seed}",
+                results / "benchmarks" / "train" / "phantom" / run.model / f"seed{run.seed}.tsv",
+            )
+            for run in runs
+        ],
+    )
 
 
 @pytest.fixture
@@ -182,12 +236,9 @@ def results(prepared_phantom: Path, tmp_path: Path) -> Path:
 def build(results: Path, runs: list[Run] = RUNS, studies: list[str] = STUDIES) -> str:
     out = results / "report.html"
     build_report(
-        results_dir=results,
+        files=files_of(results, runs, studies),
         out_html=out,
-        runs=runs,
-        datasets=["phantom"],
         studies=studies,
-        dataset_settings=SETTINGS,
         paper_results=PAPER,
         paper_parameters=PAPER_PARAMETERS,
         config={"seeds": [0, 1], "datasets": ["phantom"]},
@@ -340,7 +391,7 @@ def test_findings_state_the_claims_from_the_numbers() -> None:
 
 
 def test_benchmarks_and_dataset_digest(results: Path) -> None:
-    benchmarks = load_benchmarks(ResultsLayout(results))
+    benchmarks = load_benchmarks(files_of(results).benchmarks)
     assert benchmarks.to_dict("records") == [
         {"stage": "train", "job": "phantom/unet/seed0", "seconds": 12.5, "max_rss_mb": 512.3}
     ]
@@ -350,20 +401,12 @@ def test_benchmarks_and_dataset_digest(results: Path) -> None:
     assert dataset_digest(changed) != dataset_digest(manifest)
 
 
-def test_missing_records_paths_relative_to_results(tmp_path: Path) -> None:
-    missing = Missing()
-    missing.add(tmp_path / "metrics" / "x.csv", tmp_path)
-    missing.add(Path("/elsewhere/y.csv"), tmp_path)
-    assert missing.paths == ["metrics/x.csv", "/elsewhere/y.csv"]
-
-
 def test_summary_files_for_dvc(results: Path, tmp_path: Path) -> None:
     from mednca.report.summary import summary_stage
 
     out = tmp_path / "summary"
     summary_stage(
-        results,
-        RUNS,
+        files_of(results).runs,
         STUDIES,
         *(out / name for name in ("metrics.json", "training.csv", "curve.csv", "robustness.csv")),
     )
@@ -429,9 +472,8 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
     runs.to_csv(tmp_path / "ablation.csv", index=False)
     out = results / "report.html"
     arguments = {
-        "results_dir": results, "out_html": out, "runs": RUNS, "datasets": ["phantom"], "studies": STUDIES,
-        "dataset_settings": SETTINGS, "paper_results": PAPER, "paper_parameters": PAPER_PARAMETERS,
-        "config": {"seeds": [0, 1]}, "nca_runs": 3,
+        "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
+        "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
     }  # fmt: skip
     build_report(**arguments, ablation_csv=tmp_path / "ablation.csv")
     header, *rows = parse(out.read_text()).tables["ablation"]
@@ -444,3 +486,49 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
     runs.drop(columns="dice_mean").to_csv(tmp_path / "broken.csv", index=False)
     with pytest.raises(DataError, match=r"broken\.csv: not an ablation table \(lacks dice_mean\)"):
         build_report(**arguments, ablation_csv=tmp_path / "broken.csv")
+
+
+def test_report_draws_its_overlays_without_opening_raw_data(results: Path, monkeypatch) -> None:
+    import nibabel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report opened a NIfTI file")
+
+    monkeypatch.setattr(nibabel, "load", refuse)
+    html = build(results)
+    assert "phantom: predictions" in html and "Missing results" not in html
+
+
+def test_run_files_follow_the_order_of_the_runs() -> None:
+    runs = [Run("d", "med_nca", 0), Run("d", "unet", 0)]
+    files = run_files(
+        runs,
+        ["shift", "noise"],
+        per_case=["a.csv", "b.csv"],
+        robustness=["a_shift", "a_noise", "b_shift", "b_noise"],
+        trajectories=["a.npz"],
+    )
+    assert files[runs[1]].per_case == Path("b.csv")
+    assert files[runs[1]].robustness == {"shift": Path("b_shift"), "noise": Path("b_noise")}
+    assert files[runs[0]].trajectory == Path("a.npz") and files[runs[1]].trajectory is None
+    assert files[runs[0]].summary is None
+    with pytest.raises(ValueError, match="3 per-case tables for 2 run"):
+        run_files(runs, [], per_case=["a", "b", "c"])
+
+
+def test_report_files_from_named_inputs() -> None:
+    class Inputs(dict):
+        """The part of Snakemake's named input list the report's script uses."""
+
+    inputs = Inputs(
+        manifests="data/d/manifest.csv",
+        slices=["data/d/slices"],
+        benchmarks=["b/train.tsv"],
+        per_case=["m/a.csv"],
+        learning_curves=["m/a_curve.csv"],
+    )
+    files = report_files([Run("d", "unet", 1)], [], inputs, ["d"], [("train", "d/unet/seed1")])
+    assert files.datasets == {"d": DatasetFiles(Path("data/d/manifest.csv"), Path("data/d/slices"))}
+    assert files.benchmarks == [Benchmark("train", "d/unet/seed1", Path("b/train.tsv"))]
+    run = files.runs[Run("d", "unet", 1)]
+    assert (run.per_case, run.learning_curve, run.train_log) == (Path("m/a.csv"), Path("m/a_curve.csv"), None)

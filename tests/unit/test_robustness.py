@@ -15,7 +15,7 @@ from mednca.evaluate.inference import nqm
 from mednca.evaluate.quality import failure_detection
 from mednca.perturb.robustness import robustness_stage
 from mednca.train.loop import TrainingSettings
-from mednca.train.stages import train_stage
+from mednca.train.stages import outputs_beside, train_stage
 
 ARCHITECTURES = {
     "med_nca": {"channels": 6, "hidden_size": 16, "steps": 6, "downscale": 4},
@@ -40,6 +40,7 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
         seed=0,
         preprocessing=PREPROCESSING,
         device_name="cpu",
+        **outputs_beside(run / "model.pt"),
     )
     data = {
         "model_path": run / "model.pt",
@@ -55,6 +56,7 @@ def evaluated(request, prepared_phantom: Path, tmp_path_factory) -> tuple[str, P
         **data,
         per_case_csv=run / "per_case.csv",
         summary_json=run / "summary.json",
+        slices_npz=run / "test_slices.npz",
         predictions_dir=run / "pred",
     )
     studies = {study: run / f"{study}.csv" for study in STUDIES}

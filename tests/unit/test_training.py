@@ -12,7 +12,7 @@ from conftest import PREPROCESSING
 from mednca.models import build_model
 from mednca.train import checkpoint, loop
 from mednca.train.loop import TrainingSettings, train_model
-from mednca.train.stages import train_stage
+from mednca.train.stages import outputs_beside, train_stage
 
 NCA = {"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2}
 SETTINGS = TrainingSettings(epochs=3, batch_size=4, checkpoint_every=1)
@@ -182,7 +182,8 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     preprocessing = PREPROCESSING
     common = {"slices_dir": prepared_phantom / "slices", "manifest_csv": prepared_phantom / "manifest.csv"}
     train_stage(**common, model_path=tmp_path / "a" / "model.pt", model_name="med_nca", arguments=NCA,
-                settings=settings, seed=0, preprocessing=preprocessing, device_name="cpu")  # fmt: skip
+                settings=settings, seed=0, preprocessing=preprocessing, device_name="cpu",
+                **outputs_beside(tmp_path / "a" / "model.pt"))  # fmt: skip
     payload = checkpoint.load(tmp_path / "a" / "model.pt")
     assert payload["training"]["train_cases"] == 3 and payload["training"]["parameters"] > 0
     assert (tmp_path / "a" / "training.json").exists() and (tmp_path / "a" / "train_log.csv").exists()
@@ -192,7 +193,7 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     checkpoint.save(tmp_path / "source.pt", three_channels)
     train_stage(**common, model_path=tmp_path / "b" / "model.pt", model_name="med_nca", arguments=NCA,
                 settings=settings, seed=0, preprocessing=preprocessing, device_name="cpu", max_cases=2,
-                init_model=tmp_path / "source.pt")  # fmt: skip
+                init_model=tmp_path / "source.pt", **outputs_beside(tmp_path / "b" / "model.pt"))  # fmt: skip
     tuned = checkpoint.load(tmp_path / "b" / "model.pt")
     assert tuned["in_channels"] == 3 and tuned["preprocessing"]["repeat_channels"] == 3
     assert tuned["training"]["train_cases"] == 2

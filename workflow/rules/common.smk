@@ -38,9 +38,14 @@ FINE_TUNED = transfer_name("{model}", "{source}")
 """The model part of a fine-tuning run's paths, for the ``model`` argument of the path patterns below."""
 
 
+def run_folder(kind, model="{model}", dataset="{dataset}"):
+    """Path pattern of a run's folder of one kind: models, metrics, predictions or robustness."""
+    return f"{RESULTS}/{kind}/{dataset}/{model}/seed{{seed}}"
+
+
 def run_output(kind, name, model="{model}", dataset="{dataset}"):
-    """Path pattern of a per-run output: kind is models, metrics or predictions."""
-    return f"{RESULTS}/{kind}/{dataset}/{model}/seed{{seed}}/{name}"
+    """Path pattern of a per-run output file or folder in its run folder of ``kind``."""
+    return f"{run_folder(kind, model, dataset)}/{name}"
 
 
 def run_log(stage, model="{model}"):
@@ -139,6 +144,16 @@ def learning_curve_outputs():
     return per_run([run_output("metrics", "learning_curve.csv")])
 
 
+def studies_run():
+    """Whether the configuration asks for any robustness study (the robustness rule runs only then)."""
+    return bool(config["robustness"]["studies"])
+
+
+def robustness_run_outputs(name):
+    """One robustness output of every (dataset, model, seed), if any study is configured."""
+    return per_run([run_output("robustness", name)]) if studies_run() else []
+
+
 def robustness_tables():
     """Path patterns of one run's robustness tables, one per configured study (in config order)."""
     return [run_output("robustness", f"{study}.csv") for study in config["robustness"]["studies"]]
@@ -156,7 +171,7 @@ def trajectory_outputs():
 
 def report_output():
     """The run's HTML report."""
-    return f"{RESULTS}/report.html"
+    return config["report_html"] or f"{RESULTS}/report.html"
 
 
 def result_outputs():
@@ -168,6 +183,25 @@ def result_outputs():
         + robustness_outputs()
         + trajectory_outputs()
     )
+
+
+DATA_STAGES = ("fetch", "validate", "preprocess", "split")
+"""The data-stage rules that write a benchmark per dataset (see data.smk)."""
+
+
+def benchmark_files():
+    """{(stage, job): Snakemake benchmark file} of every job the results come from (job: its wildcards)."""
+    jobs = {
+        (stage, dataset): benchmark_output(stage).format(dataset=dataset)
+        for stage in DATA_STAGES
+        for dataset in DATASETS
+    }
+    run_stages = ["train", "evaluate", "learning_curve"] + (["robustness"] if studies_run() else [])
+    for dataset, model, seed in report_runs():
+        for stage in run_stages + (["trajectory"] if is_nca(model) else []):
+            path = run_benchmark(stage).format(dataset=dataset, model=model, seed=seed)
+            jobs[(stage, f"{dataset}/{model}/seed{seed}")] = path
+    return jobs
 
 
 def ablation_inputs():

@@ -7,7 +7,8 @@ rule evaluate_model:
     output:
         per_case=run_output("metrics", "per_case.csv"),
         summary=run_output("metrics", "summary.json"),
-        predictions=directory(f"{RESULTS}/predictions/{{dataset}}/{{model}}/seed{{seed}}"),
+        slices=run_output("metrics", "test_slices.npz"),
+        predictions=directory(run_folder("predictions")),
     log:
         run_log("evaluate"),
     benchmark:

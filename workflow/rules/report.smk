@@ -1,7 +1,20 @@
 rule build_report:
     input:
-        result_outputs(),
-        ablation_inputs(),
+        # Lists of per-run files follow report_runs() (robustness: the studies inner; trajectories: NCA
+        # runs only); the report reads nothing else.
+        manifests=expand(data_output("manifest.csv"), dataset=DATASETS),
+        slices=expand(data_output("slices"), dataset=DATASETS),
+        per_case=per_run([run_output("metrics", "per_case.csv")]),
+        summaries=per_run([run_output("metrics", "summary.json")]),
+        train_logs=per_run([run_output("models", "train_log.csv")]),
+        learning_curves=learning_curve_outputs(),
+        test_slices=per_run([run_output("metrics", "test_slices.npz")]),
+        robustness=robustness_outputs(),
+        quality=robustness_run_outputs("nqm_failure_detection.json"),
+        galleries=robustness_run_outputs("gallery"),
+        trajectories=trajectory_outputs(),
+        benchmarks=list(benchmark_files().values()),
+        ablation=ablation_inputs(),
     output:
         report(
             report_output(),
@@ -11,17 +24,15 @@ rule build_report:
     log:
         f"{RESULTS}/logs/report.log",
     params:
-        results_dir=lambda wildcards, output: Path(output[0]).parent,
         runs=report_runs(),
         datasets=DATASETS,
+        benchmark_jobs=list(benchmark_files()),
         studies=config["robustness"]["studies"],
-        dataset_settings={dataset: config["dataset_settings"][dataset] for dataset in DATASETS},
         paper_results=config["paper_results"],
         paper_parameters=config["paper_parameters"],
         config=config,
         nca_runs=config["evaluation"]["nca_runs"],
         repository=Path(workflow.basedir).parent,
-        ablation_table=config["ablation_table"],
     conda:
         "../../envs/report.yaml"
     script:
@@ -30,9 +41,10 @@ rule build_report:
 
 rule summarise_run:
     input:
-        evaluation_outputs(),
-        learning_curve_outputs(),
-        robustness_outputs(),
+        summaries=per_run([run_output("metrics", "summary.json")]),
+        train_logs=per_run([run_output("models", "train_log.csv")]),
+        learning_curves=learning_curve_outputs(),
+        robustness=robustness_outputs(),
     output:
         metrics=f"{RESULTS}/summary/metrics.json",
         training=f"{RESULTS}/summary/training.csv",
@@ -41,7 +53,6 @@ rule summarise_run:
     log:
         f"{RESULTS}/logs/summary.log",
     params:
-        results_dir=lambda wildcards, output: Path(output.metrics).parent.parent,
         runs=report_runs(),
         studies=config["robustness"]["studies"],
     conda:

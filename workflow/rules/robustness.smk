@@ -6,7 +6,7 @@ rule robustness_studies:
         source=rules.fetch_dataset.output[0],
     output:
         tables=robustness_tables(),
-        gallery=directory(f"{RESULTS}/robustness/{{dataset}}/{{model}}/seed{{seed}}/gallery"),
+        gallery=directory(run_output("robustness", "gallery")),
         quality=run_output("robustness", "nqm_failure_detection.json"),
     log:
         run_log("robustness"),

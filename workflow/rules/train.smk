@@ -1,3 +1,6 @@
+# A training job's resume state (checkpoint.pt, checkpoint_snapshots/, tensorboard/) lives beside its model
+# and is deliberately not an output: Snakemake deletes a job's outputs before running it, which would discard
+# what an interrupted run resumes from. The published snapshots/ folder is the output the learning curve reads.
 rule train_model:
     input:
         slices=rules.preprocess_dataset.output.slices,

@@ -96,7 +96,7 @@ def learning_curve_stage(
         for point in points:
             segmenter = load_segmenter(point.path, device_name, 1, batch_size)
             cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
-            per_case = pd.DataFrame([row for *_, row in score_cases(segmenter, cases, seed)])
+            per_case = pd.DataFrame([scored.row for scored in score_cases(segmenter, cases, seed)])
             summary = summarise(per_case)
             rows.append(
                 {

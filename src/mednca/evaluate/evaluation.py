@@ -7,11 +7,10 @@ same code on perturbed cases, so their severity 0 reproduces this evaluation exa
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
 from mednca.evaluate.inference import case_generator, predict_slices, prepare_slices
 from mednca.evaluate.metrics import dice_score, hd95
+from mednca.evaluate.overlays import case_slice, write_case_slices
 from mednca.io import check_output, write_csv, write_json
 from mednca.models import count_parameters
 from mednca.train.checkpoint import load_model
@@ -55,6 +55,8 @@ class Segmenter:
     model_path: Path
     runs: int = 1
     batch_size: int = 64
+    training: dict[str, Any] = field(default_factory=dict)
+    """What the model file records of its training (``train_stage``'s summary; epoch etc. for a snapshot)."""
 
     def check_channels(self, channels: int, source: str) -> None:
         """Refuse input of ``channels`` channels (from ``source``) unless the model was trained on as many."""
@@ -90,7 +92,8 @@ def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: in
         raise ConfigError(f"runs ({runs}) and batch size ({batch_size}) must be at least 1")
     device = resolve_device(device_name)
     model, payload = load_model(model_path, device)
-    return Segmenter(model, payload["preprocessing"], device, Path(model_path), runs, batch_size)
+    training = payload.get("training") if isinstance(payload.get("training"), dict) else {}
+    return Segmenter(model, payload["preprocessing"], device, Path(model_path), runs, batch_size, training)
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
@@ -142,13 +145,21 @@ def load_test_case(case, foreground_labels: tuple[int, ...]) -> tuple[CaseVolume
     return volume, binarise_label(volume.label, foreground_labels)
 
 
-def score_cases(
-    segmenter: Segmenter, cases: list, seed: int
-) -> Iterator[tuple[Any, CaseVolume, Segmentation, dict[str, Any]]]:
+@dataclass(frozen=True)
+class ScoredCase:
+    """A segmented test case: its raw volume, (X, Y, Z) binary label, segmentation and per-case row."""
+
+    case: Any
+    volume: CaseVolume
+    truth: np.ndarray
+    segmentation: Segmentation
+    row: dict[str, Any]
+
+
+def score_cases(segmenter: Segmenter, cases: list, seed: int) -> Iterator[ScoredCase]:
     """Segment each test case (draws seeded from ``seed`` and its id) and score it against its label.
 
-    Yields the case, its raw volume, the segmentation and the per-case row: case_id, dice, hd95, voxel
-    counts, nqm, inference_seconds.
+    Each row holds case_id, dice, hd95, voxel counts, nqm and inference_seconds.
     """
     foreground = tuple(segmenter.preprocessing["foreground_labels"])
     for case in cases:
@@ -157,7 +168,7 @@ def score_cases(
         result = segment_case(segmenter, case.case_id, volume.image, volume.affine, generator)
         metrics = score(result.label, truth, spacing_of(volume.affine))
         row = {"case_id": case.case_id, **metrics, "nqm": result.nqm, "inference_seconds": result.seconds}
-        yield case, volume, result, row
+        yield ScoredCase(case, volume, truth, result, row)
 
 
 def summarise(per_case: pd.DataFrame) -> dict[str, float]:
@@ -180,32 +191,35 @@ def evaluate_stage(
     source_json: Path,
     per_case_csv: Path,
     summary_json: Path,
+    slices_npz: Path,
     predictions_dir: Path,
     seed: int,
     device_name: str,
     batch_size: int,
     nca_runs: int,
 ) -> None:
-    """Segment every test case, write its NIfTI prediction, per-case metrics and a summary.
+    """Segment every test case, write its NIfTI prediction, per-case metrics, a summary (with the training
+    facts the model file records) and each case's most-foreground slice for the report's overlays.
 
     ``nca_runs``: runs averaged for a stochastic model (gives the NQM); deterministic models run once.
     No output may be one of the inputs (the model, the data-stage tables, a test case's files).
     """
-    for output in (per_case_csv, summary_json):
+    for output in (per_case_csv, summary_json, slices_npz):
         check_output(Path(output), [model_path, manifest_csv, cases_csv, source_json])
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
-    rows = []
+    training = segmenter.training
+    rows, slices = [], []
     cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
-    scored = score_cases(segmenter, cases, seed)
-    for case, volume, result, row in tqdm(scored, total=len(cases), desc="evaluating", unit="case"):
+    axis = segmenter.preprocessing["slice_axis"]
+    for scored in tqdm(score_cases(segmenter, cases, seed), total=len(cases), desc="evaluating", unit="case"):
+        case, label = scored.case, scored.segmentation.label
         prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"
         check_output(prediction_path, [model_path, case.label, *(channel.path for channel in case.channels)])
-        save_label_map(prediction_path, result.label, volume.affine)
-        rows.append(row)
+        save_label_map(prediction_path, label, scored.volume.affine)
+        slices.append(case_slice(case.case_id, scored.volume.image, scored.truth, label, axis))
+        rows.append(scored.row)
     per_case = pd.DataFrame(rows)
     summary = summarise(per_case)
-    training_json = Path(model_path).parent / "training.json"
-    training = json.loads(training_json.read_text()) if training_json.exists() else {}
     summary.update(
         model=training.get("model"),
         parameters=count_parameters(segmenter.model),
@@ -224,4 +238,5 @@ def evaluate_stage(
         len(rows),
     )
     write_csv(per_case_csv, per_case)
+    write_case_slices(Path(slices_npz), slices)
     write_json(summary_json, summary)

@@ -1,7 +1,8 @@
 """Read a run's result files into tables for the report; nothing here recomputes a metric.
 
-The layout mirrors the workflow's outputs (``workflow/rules/common.smk``). Every loader takes the runs the
-configuration asked for and records the files it could not find in ``Missing`` instead of failing, so a
+The files come from the workflow, which defines where each result lives (``workflow/rules/common.smk``):
+``run_files`` maps its input lists to runs, and nothing here builds a path of its own except inside a
+declared folder. Every loader records the files it could not find in ``Missing`` instead of failing, so a
 report can be built from any subset of results and say what is absent.
 """
 
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mednca.data.preprocess import most_foreground_slice
+from mednca.names import is_nca
 
 
 @dataclass(frozen=True, order=True)
@@ -29,49 +33,122 @@ class Run:
 
 @dataclass
 class Missing:
-    """Result files the report expected but did not find, as paths relative to the results folder."""
+    """Result files the report expected but did not find."""
 
     paths: list[str] = field(default_factory=list)
 
-    def add(self, path: Path, results_dir: Path) -> None:
-        """Record ``path`` (shown relative to ``results_dir``)."""
-        self.paths.append(
-            str(Path(path).relative_to(results_dir)) if path.is_relative_to(results_dir) else str(path)
-        )
+    def add(self, path: Path) -> None:
+        """Record ``path`` as missing."""
+        self.paths.append(str(path))
 
 
 @dataclass(frozen=True)
-class ResultsLayout:
-    """Where the workflow writes each result under ``results_dir``."""
+class RunFiles:
+    """The result files of one run that the report and the run summary read; None where it has none.
 
-    results_dir: Path
+    ``robustness`` maps each study to its table; ``gallery`` is the folder of ``{study}.npz`` galleries.
+    """
 
-    def run_dir(self, kind: str, run: Run) -> Path:
-        """Folder of one run's outputs of a kind: models, metrics, predictions or robustness."""
-        return self.results_dir / kind / run.dataset / run.model / f"seed{run.seed}"
+    per_case: Path | None = None
+    summary: Path | None = None
+    train_log: Path | None = None
+    learning_curve: Path | None = None
+    test_slices: Path | None = None
+    robustness: dict[str, Path] = field(default_factory=dict)
+    quality: Path | None = None
+    gallery: Path | None = None
+    trajectory: Path | None = None
 
-    def data_dir(self, dataset: str) -> Path:
-        """Folder of a dataset's data-stage outputs (manifest, slices, source.json)."""
-        return self.results_dir / "data" / dataset
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """A dataset's data-stage outputs the report reads: its manifest and folder of preprocessed slices."""
+
+    manifest: Path
+    slices: Path
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A Snakemake benchmark file of one job: its stage (the rule) and job (its wildcards, joined by /)."""
+
+    stage: str
+    job: str
+    path: Path
+
+
+def _by_run(runs: list[Run], paths: list, per_run: int, what: str) -> dict[Run, list[Path]]:
+    """``paths`` cut into ``per_run`` files for each of ``runs``, in order; a count mismatch is a bug."""
+    if len(paths) != per_run * len(runs):
+        raise ValueError(f"{len(paths)} {what} for {len(runs)} run(s), expected {per_run} per run")
+    return {run: [Path(p) for p in paths[i * per_run : (i + 1) * per_run]] for i, run in enumerate(runs)}
+
+
+def run_files(
+    runs: list[Run],
+    studies: list[str],
+    *,
+    per_case: list | None = None,
+    summaries: list | None = None,
+    train_logs: list | None = None,
+    learning_curves: list | None = None,
+    test_slices: list | None = None,
+    robustness: list | None = None,
+    quality: list | None = None,
+    galleries: list | None = None,
+    trajectories: list | None = None,
+) -> dict[Run, RunFiles]:
+    """The RunFiles of each run from the workflow's input lists.
+
+    Each list holds one file per run in the order of ``runs`` (``robustness`` one per run and study, the
+    studies inner; ``trajectories`` one per NCA run); a list left out gives no file of that kind.
+    """
+
+    def single(paths: list | None, selected: list[Run], what: str) -> dict[Run, Path]:
+        if paths is None:
+            return {}
+        return {run: files[0] for run, files in _by_run(selected, paths, 1, what).items()}
+
+    nca_runs = [run for run in runs if is_nca(run.model)]
+    tables = _by_run(runs, robustness, len(studies), "robustness tables") if robustness and studies else {}
+    kinds = {
+        "per_case": single(per_case, runs, "per-case tables"),
+        "summary": single(summaries, runs, "summaries"),
+        "train_log": single(train_logs, runs, "training logs"),
+        "learning_curve": single(learning_curves, runs, "learning curves"),
+        "test_slices": single(test_slices, runs, "test-slice files"),
+        "quality": single(quality, runs, "quality summaries"),
+        "gallery": single(galleries, runs, "gallery folders"),
+        "trajectory": single(trajectories, nca_runs, "trajectories"),
+    }
+    return {
+        run: RunFiles(
+            **{kind: found.get(run) for kind, found in kinds.items()},
+            robustness=dict(zip(studies, tables.get(run, []), strict=False)),
+        )
+        for run in runs
+    }
 
 
 RUN_COLUMNS = ["dataset", "model", "seed"]
 
 
-def _read_csv(path: Path, missing: Missing, layout: ResultsLayout) -> pd.DataFrame | None:
-    """A CSV as a table, or None (recorded as missing) when the file does not exist."""
-    if not path.exists():
-        missing.add(path, layout.results_dir)
+def _read_csv(path: Path | None, missing: Missing) -> pd.DataFrame | None:
+    """A CSV as a table, or None (recorded as missing when a path was given) when there is none."""
+    if path is None or not Path(path).exists():
+        if path is not None:
+            missing.add(path)
         return None
     return pd.read_csv(path)
 
 
-def _read_json(path: Path, missing: Missing, layout: ResultsLayout) -> dict | None:
-    """A JSON file as a dict, or None (recorded as missing) when the file does not exist."""
-    if not path.exists():
-        missing.add(path, layout.results_dir)
+def _read_json(path: Path | None, missing: Missing) -> dict | None:
+    """A JSON file as a dict, or None (recorded as missing when a path was given) when there is none."""
+    if path is None or not Path(path).exists():
+        if path is not None:
+            missing.add(path)
         return None
-    return json.loads(path.read_text())
+    return json.loads(Path(path).read_text())
 
 
 def _tag(table: pd.DataFrame, run: Run) -> pd.DataFrame:
@@ -99,103 +176,98 @@ def rows_of(table: pd.DataFrame, run: Run) -> pd.DataFrame:
     ]
 
 
-def _load_run_tables(
-    layout: ResultsLayout, runs: list[Run], kind: str, name: str, columns: list[str], missing: Missing
-) -> pd.DataFrame:
-    """``{kind}/{dataset}/{model}/seed{seed}/{name}`` of every run, tagged with the run columns."""
+def _load_run_tables(paths: dict[Run, Path | None], columns: list[str], missing: Missing) -> pd.DataFrame:
+    """The CSV of every run in ``paths``, tagged with the run columns."""
     tables = []
-    for run in runs:
-        table = _read_csv(layout.run_dir(kind, run) / name, missing, layout)
+    for run, path in paths.items():
+        table = _read_csv(path, missing)
         if table is not None:
             tables.append(_tag(table, run))
     return _concat(tables, [*RUN_COLUMNS, *columns])
 
 
-def load_per_case(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+def load_per_case(files: dict[Run, RunFiles], missing: Missing) -> pd.DataFrame:
     """Per-case test metrics of every run: run columns, case_id, dice, hd95, nqm, inference_seconds, ..."""
     columns = ["case_id", "dice", "hd95", "nqm", "inference_seconds"]
-    return _load_run_tables(layout, runs, "metrics", "per_case.csv", columns, missing)
+    return _load_run_tables({run: f.per_case for run, f in files.items()}, columns, missing)
 
 
-def load_learning_curves(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+def load_learning_curves(files: dict[Run, RunFiles], missing: Missing) -> pd.DataFrame:
     """Learning curves of every run: run columns, epoch, iterations, train_seconds, dice_mean, ..."""
     columns = ["epoch", "iterations", "train_seconds", "cases", "dice_mean", "dice_std", "hd95_mean"]
-    return _load_run_tables(layout, runs, "metrics", "learning_curve.csv", columns, missing)
+    return _load_run_tables({run: f.learning_curve for run, f in files.items()}, columns, missing)
 
 
-def load_summaries(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+def load_summaries(files: dict[Run, RunFiles], missing: Missing) -> pd.DataFrame:
     """One row per run from its ``summary.json`` (parameters, timings, peak memory, device, ...)."""
     rows = []
-    for run in runs:
-        summary = _read_json(layout.run_dir("metrics", run) / "summary.json", missing, layout)
+    for run, run_files in files.items():
+        summary = _read_json(run_files.summary, missing)
         if summary is not None:
             rows.append({**summary, "dataset": run.dataset, "model": run.model, "seed": run.seed})
     return pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS)
 
 
-def load_training(layout: ResultsLayout, runs: list[Run], missing: Missing) -> pd.DataFrame:
+def load_training(files: dict[Run, RunFiles], missing: Missing) -> pd.DataFrame:
     """Training log of every run: run columns, epoch, loss, lr, seconds."""
     columns = ["epoch", "loss", "lr", "seconds"]
-    return _load_run_tables(layout, runs, "models", "train_log.csv", columns, missing)
+    return _load_run_tables({run: f.train_log for run, f in files.items()}, columns, missing)
 
 
-def load_robustness(
-    layout: ResultsLayout, runs: list[Run], studies: list[str], missing: Missing
-) -> pd.DataFrame:
+def load_robustness(files: dict[Run, RunFiles], studies: list[str], missing: Missing) -> pd.DataFrame:
     """Every robustness row: run columns, case_id, study, severity, value, dice, hd95, nqm, parameters."""
     columns = ["case_id", "study", "severity", "value", "dice", "hd95", "nqm"]
     tables = [
-        _load_run_tables(layout, runs, "robustness", f"{study}.csv", columns, missing) for study in studies
+        _load_run_tables({run: f.robustness.get(study) for run, f in files.items()}, columns, missing)
+        for study in studies
     ]
     tables = [table for table in tables if not table.empty]
     return _concat(tables, [*RUN_COLUMNS, *columns])
 
 
-def load_quality(layout: ResultsLayout, runs: list[Run], missing: Missing) -> dict[Run, dict]:
+def load_quality(files: dict[Run, RunFiles], missing: Missing) -> dict[Run, dict]:
     """NQM failure-detection summary of every run that has one."""
     found = {}
-    for run in runs:
-        quality = _read_json(
-            layout.run_dir("robustness", run) / "nqm_failure_detection.json", missing, layout
-        )
+    for run, run_files in files.items():
+        quality = _read_json(run_files.quality, missing)
         if quality is not None:
             found[run] = quality
     return found
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of an NPZ file, or None when it does not exist."""
-    if not path.exists():
+def _read_npz(path: Path | None) -> dict[str, np.ndarray] | None:
+    """The arrays of an NPZ file, or None when there is none."""
+    if path is None or not Path(path).exists():
         return None
     with np.load(path) as arrays:
         return {key: arrays[key] for key in arrays.files}
 
 
-def load_gallery(layout: ResultsLayout, run: Run, study: str) -> dict[str, np.ndarray] | None:
+def load_gallery(run_files: RunFiles, study: str) -> dict[str, np.ndarray] | None:
     """The arrays of a run's gallery for one study, or None when there is none."""
-    return _read_npz(layout.run_dir("robustness", run) / "gallery" / f"{study}.npz")
+    return None if run_files.gallery is None else _read_npz(Path(run_files.gallery) / f"{study}.npz")
 
 
-def load_trajectory(layout: ResultsLayout, run: Run) -> dict[str, np.ndarray] | None:
+def load_trajectory(run_files: RunFiles) -> dict[str, np.ndarray] | None:
     """The NCA trajectory arrays of a run (see ``mednca.evaluate.trajectory``), or None."""
-    return _read_npz(layout.run_dir("metrics", run) / "nca_trajectory.npz")
+    return _read_npz(run_files.trajectory)
 
 
-def load_benchmarks(layout: ResultsLayout) -> pd.DataFrame:
-    """Wall time and peak memory of every job that has a Snakemake benchmark file.
+def load_benchmarks(benchmarks: list[Benchmark]) -> pd.DataFrame:
+    """Wall time and peak memory of every job whose Snakemake benchmark file exists.
 
-    Columns: stage (the rule), job (the wildcards, as the file's path below the rule), seconds, max_rss_mb.
+    Columns: stage (the rule), job (its wildcards), seconds, max_rss_mb.
     """
     rows = []
-    for path in sorted((layout.results_dir / "benchmarks").glob("*/**/*.tsv")):
-        table = pd.read_csv(path, sep="\t")
-        rule_dir = path.relative_to(layout.results_dir / "benchmarks").parts[0]
-        job = str(path.relative_to(layout.results_dir / "benchmarks" / rule_dir).with_suffix(""))
+    for benchmark in benchmarks:
+        if not Path(benchmark.path).exists():
+            continue
+        table = pd.read_csv(benchmark.path, sep="\t")
         max_rss = pd.to_numeric(table.get("max_rss", pd.Series([np.nan])), errors="coerce")
         rows.append(
             {
-                "stage": rule_dir,
-                "job": job,
+                "stage": benchmark.stage,
+                "job": benchmark.job,
                 "seconds": float(table["s"].iloc[-1]),
                 "max_rss_mb": float(max_rss.iloc[-1]),
             }
@@ -222,11 +294,11 @@ def _dimension_range(values: pd.Series) -> str:
     return " x ".join(axis_range(a, b) for a, b in zip(low, high, strict=True))
 
 
-def dataset_overview(layout: ResultsLayout, datasets: list[str], missing: Missing) -> pd.DataFrame:
+def dataset_overview(datasets: dict[str, DatasetFiles], missing: Missing) -> pd.DataFrame:
     """One row per dataset: cases per split, image size and spacing ranges, channels, dataset hash."""
     rows = []
-    for dataset in datasets:
-        manifest = _read_csv(layout.data_dir(dataset) / "manifest.csv", missing, layout)
+    for dataset, files in datasets.items():
+        manifest = _read_csv(files.manifest, missing)
         if manifest is None:
             continue
         splits = manifest["split"].value_counts()
@@ -246,16 +318,75 @@ def dataset_overview(layout: ResultsLayout, datasets: list[str], missing: Missin
     )
 
 
-def example_slice(layout: ResultsLayout, dataset: str) -> tuple[str, np.ndarray, np.ndarray] | None:
+def example_slice(files: DatasetFiles) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(case id, (H, W) image, (H, W) label) of the most-foreground training slice of the first case."""
-    manifest_path = layout.data_dir(dataset) / "manifest.csv"
-    if not manifest_path.exists():
+    if not Path(files.manifest).exists():
         return None
-    manifest = pd.read_csv(manifest_path)
+    manifest = pd.read_csv(files.manifest)
     for case_id in manifest.loc[manifest["split"] == "train", "case_id"].sort_values():
-        path = layout.data_dir(dataset) / "slices" / f"{case_id}.npz"
+        path = Path(files.slices) / f"{case_id}.npz"
         if path.exists():
             with np.load(path) as slices:
                 index = most_foreground_slice(slices["label"], 0)
                 return case_id, slices["image"][index, 0], slices["label"][index]
     return None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Everything a report reads: each run's result files, each dataset's data files, the benchmarks."""
+
+    runs: dict[Run, RunFiles]
+    datasets: dict[str, DatasetFiles]
+    benchmarks: list[Benchmark] = field(default_factory=list)
+
+
+RUN_FILE_INPUTS = (
+    "per_case",
+    "summaries",
+    "train_logs",
+    "learning_curves",
+    "test_slices",
+    "robustness",
+    "quality",
+    "galleries",
+    "trajectories",
+)
+"""The named input lists of the report and summary rules that ``run_files`` maps to runs."""
+
+
+def runs_of(rows: Iterable[Sequence]) -> list[Run]:
+    """Runs from the workflow's [dataset, model, seed] rows."""
+    return [Run(str(dataset), str(model), int(seed)) for dataset, model, seed in rows]
+
+
+def _paths(value: Any) -> list[str]:
+    """A named input as a list of paths (a single path when the list held one file)."""
+    return [value] if isinstance(value, str | Path) else [str(item) for item in value]
+
+
+def run_files_from_inputs(runs: list[Run], studies: list[str], inputs: Any) -> dict[Run, RunFiles]:
+    """``run_files`` from a rule's named inputs (those of ``RUN_FILE_INPUTS`` it declares)."""
+    names = set(inputs.keys())
+    lists = {name: _paths(inputs[name]) for name in RUN_FILE_INPUTS if name in names}
+    return run_files(runs, studies, **lists)
+
+
+def report_files(
+    runs: list[Run], studies: list[str], inputs: Any, datasets: list[str], benchmark_jobs: list
+) -> ReportFiles:
+    """The ReportFiles of the report rule's named inputs: the run lists, ``manifests`` and ``slices`` (one
+    per dataset of ``datasets``) and ``benchmarks`` (one per (stage, job) of ``benchmark_jobs``)."""
+    manifests, slices = _paths(inputs["manifests"]), _paths(inputs["slices"])
+    benchmarks = _paths(inputs["benchmarks"])
+    return ReportFiles(
+        runs=run_files_from_inputs(runs, studies, inputs),
+        datasets={
+            dataset: DatasetFiles(Path(manifest), Path(folder))
+            for dataset, manifest, folder in zip(datasets, manifests, slices, strict=True)
+        },
+        benchmarks=[
+            Benchmark(str(stage), str(job), Path(path))
+            for (stage, job), path in zip(benchmark_jobs, benchmarks, strict=True)
+        ],
+    )

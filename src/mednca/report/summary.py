@@ -15,8 +15,8 @@ import pandas as pd
 from mednca.io import write_csv, write_json
 from mednca.report.collect import (
     Missing,
-    ResultsLayout,
     Run,
+    RunFiles,
     load_learning_curves,
     load_robustness,
     load_summaries,
@@ -77,17 +77,16 @@ def robustness_series(robustness: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_stage(
-    results_dir: Path,
-    runs: list[Run],
+    files: dict[Run, RunFiles],
     studies: list[str],
     metrics_json: Path,
     training_csv: Path,
     learning_curve_csv: Path,
     robustness_csv: Path,
 ) -> None:
-    """Write the four summary files from the results of ``runs`` (missing result files are skipped)."""
-    layout, missing = ResultsLayout(Path(results_dir)), Missing()
-    write_json(metrics_json, run_metrics(load_summaries(layout, runs, missing)))
-    write_csv(training_csv, training_series(load_training(layout, runs, missing)))
-    write_csv(learning_curve_csv, learning_curve_series(load_learning_curves(layout, runs, missing)))
-    write_csv(robustness_csv, robustness_series(load_robustness(layout, runs, studies, missing)))
+    """Write the four summary files from the result files of each run (missing ones are skipped)."""
+    missing = Missing()
+    write_json(metrics_json, run_metrics(load_summaries(files, missing)))
+    write_csv(training_csv, training_series(load_training(files, missing)))
+    write_csv(learning_curve_csv, learning_curve_series(load_learning_curves(files, missing)))
+    write_csv(robustness_csv, robustness_series(load_robustness(files, studies, missing)))

@@ -342,11 +342,14 @@ def train_model(
     device: torch.device,
     context: dict[str, Any] | None = None,
     progress: bool = True,
+    history_csv: Path | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train ``build()`` on (N, C, H, W) images and (N, 1, H, W) {0, 1} labels; resume if interrupted.
 
-    Writes ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end, ``train_log.csv`` and
-    TensorBoard events in ``out_dir``. ``context`` (model name, arguments, data description) goes into the
+    ``out_dir`` holds the run's resume state: ``checkpoint.pt`` (every ``checkpoint_every`` epochs and at
+    the end), its snapshots and TensorBoard events. The per-epoch history is rewritten to ``history_csv``
+    (default ``out_dir/train_log.csv``) after every epoch, from the state a resumed run restores.
+    ``context`` (model name, arguments, data description) goes into the
     checkpoint fingerprint. Returns the trained model (with the weights' moving average where
     ``settings.ema_decay`` > 0) and the per-epoch history (``epoch``, ``iterations`` so far, ``loss``, ``lr``,
     ``seconds``).
@@ -356,6 +359,7 @@ def train_model(
     if len(images) == 0:
         raise ValueError("no training images")
     out_dir = Path(out_dir)
+    history_csv = out_dir / LOG_NAME if history_csv is None else Path(history_csv)
     with seeded(seed):
         model = build().to(device)
     optimizer = build_optimizer(model, settings)
@@ -395,7 +399,7 @@ def train_model(
             log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, settings.epochs, loss, row["seconds"])
             writer.add_scalar("loss/train", loss, state.epoch)
             writer.add_scalar("lr", row["lr"], state.epoch)
-            write_csv(out_dir / LOG_NAME, pd.DataFrame(state.history))
+            write_csv(history_csv, pd.DataFrame(state.history))
             if settings.snapshot_every > 0 and state.epoch % settings.snapshot_every == 0:
                 state.snapshot(out_dir / SNAPSHOTS_NAME)
             if state.epoch % settings.checkpoint_every == 0 or state.epoch == settings.epochs:

@@ -17,7 +17,7 @@ from mednca.models import build_model, count_parameters
 from mednca.models.registry import image_size_problem
 from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
-from mednca.train.loop import SNAPSHOTS_NAME, TrainingSettings, snapshot_paths, train_model
+from mednca.train.loop import LOG_NAME, SNAPSHOTS_NAME, TrainingSettings, snapshot_paths, train_model
 
 SUMMARY_NAME = "training.json"
 PUBLISHED_SNAPSHOTS = "snapshots"
@@ -51,15 +51,18 @@ def train_stage(
     seed: int,
     preprocessing: dict[str, Any],
     device_name: str,
+    summary_json: Path,
+    history_csv: Path,
+    snapshots_dir: Path,
     max_cases: int | None = None,
     init_model: Path | None = None,
-    snapshots_dir: Path | None = None,
 ) -> None:
     """Train ``model_name`` on the train split (or ``max_cases`` of it); fine-tune ``init_model`` if given.
 
-    Writes ``model_path`` (weights, architecture, preprocessing) and ``training.json`` beside it, and the
-    run's snapshots (``settings.snapshot_every``) as model files ``snapshots_dir/epoch{E:04d}.pt`` (default:
-    ``snapshots/`` beside the model).
+    Writes ``model_path`` (weights, architecture, preprocessing, training summary), the summary again as
+    ``summary_json``, the per-epoch ``history_csv`` and the run's snapshots (``settings.snapshot_every``) as
+    model files ``snapshots_dir/epoch{E:04d}.pt``. The resume state (checkpoint, its snapshots, TensorBoard
+    events) lives beside ``model_path``: it is not an output, so that a re-run finds it.
     """
     out_dir = Path(model_path).parent
     case_ids = choose_cases(split_case_ids(manifest_csv, "train"), max_cases, seed)
@@ -87,7 +90,9 @@ def train_stage(
     )  # fmt: skip
     started = time.perf_counter()
     context = {"model": model_name, "arguments": arguments, "cases": case_ids, "init": str(init_model)}
-    model, history = train_model(build, images, labels, settings, seed, out_dir, device, context)
+    model, history = train_model(
+        build, images, labels, settings, seed, out_dir, device, context, history_csv=history_csv
+    )
     summary = {
         "model": model_name,
         "seed": seed,
@@ -107,10 +112,19 @@ def train_stage(
     payload = checkpoint.model_payload(
         model_name, in_channels, arguments, model.cpu(), {**preprocessing, "repeat_channels": repeat}
     )
-    published = out_dir / PUBLISHED_SNAPSHOTS if snapshots_dir is None else Path(snapshots_dir)
-    publish_snapshots(out_dir / SNAPSHOTS_NAME, published, payload)
+    publish_snapshots(out_dir / SNAPSHOTS_NAME, Path(snapshots_dir), payload)
     checkpoint.save(model_path, {**payload, "training": summary})
-    write_json(out_dir / SUMMARY_NAME, summary)
+    write_json(summary_json, summary)
+
+
+def outputs_beside(model_path: Path) -> dict[str, Path]:
+    """``train_stage``'s other outputs in the model's folder, as the command line writes them."""
+    folder = Path(model_path).parent
+    return {
+        "summary_json": folder / SUMMARY_NAME,
+        "history_csv": folder / LOG_NAME,
+        "snapshots_dir": folder / PUBLISHED_SNAPSHOTS,
+    }
 
 
 SNAPSHOT_KEYS = ("epoch", "iterations", "train_seconds")
