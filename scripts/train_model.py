@@ -2,6 +2,7 @@
 
 import torch
 
+from mednca.data.preprocessing import Preprocessing
 from mednca.logs import run_logged
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import train_stage
@@ -16,7 +17,7 @@ run_logged(
         arguments=dict(snakemake.params.architecture),
         settings=TrainingSettings.from_config(snakemake.params.training),
         seed=int(snakemake.wildcards.seed),
-        preprocessing=snakemake.params.preprocessing,
+        preprocessing=Preprocessing.from_settings(snakemake.params.preprocessing),
         device_name=snakemake.config["device"],
         max_cases=snakemake.params.max_cases,
         init_model=snakemake.input.get("init_model"),

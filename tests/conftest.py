@@ -12,11 +12,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mednca.data.preprocessing import Preprocessing
+
 ROOT = Path(__file__).resolve().parents[1]
 """The project checkout."""
 AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
-#: What a model trained on the ``prepared_phantom`` slices remembers of their preprocessing.
-PREPROCESSING = {
+#: The dataset settings of the ``prepared_phantom`` slices that a trained model remembers.
+PREPROCESSING_SETTINGS = {
     "layout": "msd",
     "modalities": [0],
     "sequences": ["t1"],
@@ -26,6 +28,8 @@ PREPROCESSING = {
     "resize_mode": "stretch",
     "intensity": {"method": "percentile", "lower": 0.5, "upper": 99.5},
 }
+#: What a model trained on the ``prepared_phantom`` slices remembers of their preprocessing.
+PREPROCESSING = Preprocessing.from_settings(PREPROCESSING_SETTINGS)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
@@ -119,11 +123,12 @@ def msd_dataset(tmp_path: Path) -> Path:
 def prepare_phantom(
     raw_dir: Path, out: Path, spec, dataset: str = "phantom", test_fraction: float = 0.4
 ) -> Path:
-    """The data stage (fetch, validate, preprocess, split) of a phantom ``spec`` with ``PREPROCESSING``'s
-    settings; returns ``out``, which then holds source.json, cases.csv, manifest.csv and slices/."""
+    """The data stage (fetch, validate, preprocess, split) of a phantom ``spec`` with the settings of
+    ``PREPROCESSING_SETTINGS``; returns ``out``, which then holds source.json, cases.csv, manifest.csv and
+    slices/."""
     from mednca.data.stages import fetch_stage, preprocess_stage, split_stage, validate_stage
 
-    settings = PREPROCESSING
+    settings = PREPROCESSING_SETTINGS
     fetch_stage(raw_dir, dataset.capitalize(), out / "source.json", phantom=spec)
     validate_stage(
         out / "source.json", out / "cases.csv", dataset, settings["layout"], tuple(settings["modalities"]),

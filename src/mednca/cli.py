@@ -174,7 +174,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model on a dataset's preprocessed train split, with the settings of a config file."""
-    from mednca.config import preprocessing_of
+    from mednca.data.preprocessing import Preprocessing
     from mednca.io import check_output
     from mednca.train.loop import CHECKPOINT_NAME, TrainingSettings
     from mednca.train.stages import outputs_beside, train_stage
@@ -198,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         arguments=model["architecture"],
         settings=TrainingSettings.from_config(training),
         seed=args.seed,
-        preprocessing=preprocessing_of(config["dataset_settings"][dataset]),
+        preprocessing=Preprocessing.from_settings(config["dataset_settings"][dataset]),
         device_name=args.device,
         max_cases=args.max_cases,
         init_model=None if args.init_model is None else Path(args.init_model),

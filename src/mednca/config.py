@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from mednca.data.preprocessing import CONFIG_KEYS
 from mednca.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -296,18 +297,11 @@ def canonical(value: Any) -> Any:
     return value
 
 
-PREPROCESSING_KEYS = (
-    "layout",
-    "modalities",
-    "sequences",
-    "foreground_labels",
-    "slice_axis",
-    "image_size",
-    "resize_mode",
-    "intensity",
-)
+PREPROCESSING_KEYS = CONFIG_KEYS
+"""The keys of a dataset block that make up a trained model's ``Preprocessing``."""
 
 
 def preprocessing_of(dataset_settings: dict) -> dict:
-    """The part of a (validated) dataset block a trained model must keep to segment new images alike."""
+    """The part of a (validated) dataset block a trained model must keep to segment new images alike, as
+    plain values (a rule parameter); ``Preprocessing.from_mapping`` makes it typed."""
     return {key: copy.deepcopy(dataset_settings[key]) for key in PREPROCESSING_KEYS}

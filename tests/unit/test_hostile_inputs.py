@@ -15,9 +15,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import AFFINE, PREPROCESSING, write_nifti
+from conftest import AFFINE, PREPROCESSING_SETTINGS, write_nifti
 
 from mednca.cli import main
+from mednca.data.preprocessing import Preprocessing
 from mednca.models import build_model
 from mednca.train import checkpoint
 
@@ -27,7 +28,11 @@ UNET_ARGUMENTS = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
 def _model_payload(in_channels: int = 1, **preprocessing) -> dict:
     model = build_model("unet", in_channels, **UNET_ARGUMENTS)
     return checkpoint.model_payload(
-        "unet", in_channels, UNET_ARGUMENTS, model, {**PREPROCESSING, **preprocessing}
+        "unet",
+        in_channels,
+        UNET_ARGUMENTS,
+        model,
+        Preprocessing.from_settings({**PREPROCESSING_SETTINGS, **preprocessing}),
     )
 
 

@@ -53,7 +53,8 @@ def test_snapshots_are_model_files_that_record_their_point_in_training(trained_r
     iterations = []
     for name in names:
         model, payload = checkpoint.load_model(trained_run / "snapshots" / name)
-        assert payload["preprocessing"] == final["preprocessing"] and payload["arguments"] == UNET
+        assert payload["preprocessing"].as_mapping() == final["preprocessing"]
+        assert payload["arguments"] == UNET
         iterations.append(payload["training"]["iterations"])
         assert payload["training"]["train_seconds"] > 0
     assert iterations == [5, 10, 15]  # 40 training slices in batches of 8

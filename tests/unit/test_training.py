@@ -160,15 +160,17 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path: Path) -> None:
 
 
 def test_model_file_round_trip(tmp_path: Path) -> None:
-    model = build_model("med_nca", 1, **NCA)
+    preprocessing = PREPROCESSING.repeated(2)
+    model = build_model("med_nca", 2, **NCA)
     torch.nn.init.normal_(model.level2.fc1.weight)
-    preprocessing = dict(PREPROCESSING, repeat_channels=1)
-    checkpoint.save(tmp_path / "model.pt", checkpoint.model_payload("med_nca", 1, NCA, model, preprocessing))
+    checkpoint.save(tmp_path / "model.pt", checkpoint.model_payload("med_nca", 2, NCA, model, preprocessing))
     loaded, payload = checkpoint.load_model(tmp_path / "model.pt")
-    images = torch.rand(2, 1, 8, 8)
+    images = torch.rand(2, 2, 8, 8)
     expected = model.eval()(images, generator=torch.Generator().manual_seed(3))
     assert torch.equal(loaded(images, generator=torch.Generator().manual_seed(3)), expected)
-    assert payload["preprocessing"] == preprocessing
+    assert payload["preprocessing"] == preprocessing  # typed again, repeated channels included
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)["preprocessing"]
+    assert stored == preprocessing.as_mapping() and stored["image_size"] == [16, 16]
 
 
 def test_damaged_model_file_is_named(tmp_path: Path) -> None:

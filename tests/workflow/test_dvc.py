@@ -151,3 +151,18 @@ def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path
     assert digest(clone / "data" / "raw" / "Phantom_demo" / "dataset.json") == digest(
         demo / "data" / "raw" / "Phantom_demo" / "dataset.json"
     )
+
+
+def test_report_written_elsewhere_finds_every_result(demo: Path, tmp_path: Path) -> None:
+    """The report reads only what the workflow declares, so writing it to another folder changes nothing."""
+    report = demo / "results" / "report.html"
+    before = digest(report)
+    elsewhere = tmp_path / "elsewhere" / "report.html"
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/demo.yaml"]
+    output = run([*command, "--config", f"report_html={elsewhere}", "--", str(elsewhere)], demo)
+    assert "rule build_report:" in output and "rule train_model:" not in output
+    html = elsewhere.read_text()
+    assert "Missing results" not in html
+    assert all(f"{dataset}: predictions" in html for dataset in DATASETS)
+    assert html.count('id="main-results"') == 1 and html.count('id="stage-times"') == 1
+    assert digest(report) == before, "the report of the results folder is left as it was"

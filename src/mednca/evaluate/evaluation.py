@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mednca.data.preprocess import binarise_label, slices_to_volume
+from mednca.data.preprocessing import Preprocessing
 from mednca.data.stages import case_from_record, dataset_folder, read_table
 from mednca.data.volumes import CaseVolume, load_case, save_label_map
 from mednca.device import peak_memory_mb, resolve_device
@@ -50,7 +51,7 @@ class Segmenter:
     """A trained model with everything needed to segment raw volumes as in training."""
 
     model: nn.Module
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing
     device: torch.device
     model_path: Path
     runs: int = 1
@@ -60,7 +61,7 @@ class Segmenter:
 
     def check_channels(self, channels: int, source: str) -> None:
         """Refuse input of ``channels`` channels (from ``source``) unless the model was trained on as many."""
-        expected = self.model.in_channels // self.preprocessing.get("repeat_channels", 1)
+        expected = self.model.in_channels // self.preprocessing.repeat_channels
         if channels != expected:
             raise DataError(
                 f"{self.model_path}: the model takes {expected} input channel(s), {source} has {channels}"
@@ -161,7 +162,7 @@ def score_cases(segmenter: Segmenter, cases: list, seed: int) -> Iterator[Scored
 
     Each row holds case_id, dice, hd95, voxel counts, nqm and inference_seconds.
     """
-    foreground = tuple(segmenter.preprocessing["foreground_labels"])
+    foreground = segmenter.preprocessing.foreground_labels
     for case in cases:
         volume, truth = load_test_case(case, foreground)
         generator = case_generator(seed, case.case_id, segmenter.device)
@@ -210,7 +211,7 @@ def evaluate_stage(
     training = segmenter.training
     rows, slices = [], []
     cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
-    axis = segmenter.preprocessing["slice_axis"]
+    axis = segmenter.preprocessing.slice_axis
     for scored in tqdm(score_cases(segmenter, cases, seed), total=len(cases), desc="evaluating", unit="case"):
         case, label = scored.case, scored.segmentation.label
         prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"

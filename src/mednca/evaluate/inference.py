@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from mednca.data.preprocess import SliceGeometry, image_to_slices, normalise_intensity
+from mednca.data.preprocessing import Preprocessing
 from mednca.models import is_stochastic
 from mednca.train.data import repeat_channels
 
@@ -70,16 +70,16 @@ def predict_slices(
     return SlicePrediction(mean, nqm(mean, std))
 
 
-def normalise(image: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+def normalise(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
     """Raw (C, X, Y, Z) image -> intensities normalised as in training, same shape, float32."""
-    intensity = preprocessing["intensity"]
-    return normalise_intensity(image, intensity["method"], intensity["lower"], intensity["upper"])
+    intensity = preprocessing.intensity
+    return normalise_intensity(image, intensity.method, intensity.lower, intensity.upper)
 
 
 def prepare_slices(
     image: np.ndarray,
     affine: np.ndarray,
-    preprocessing: dict[str, Any],
+    preprocessing: Preprocessing,
     size: tuple[int, int] | None = None,
     normalised: bool = False,
 ) -> tuple[np.ndarray, SliceGeometry]:
@@ -89,9 +89,9 @@ def prepare_slices(
     the intensities are already normalised.
     """
     normalised_image = image if normalised else normalise(image, preprocessing)
-    size = tuple(preprocessing["image_size"]) if size is None else size
+    size = preprocessing.image_size if size is None else size
     slices, geometry = image_to_slices(
-        normalised_image, affine, preprocessing["slice_axis"], size, preprocessing["resize_mode"]
+        normalised_image, affine, preprocessing.slice_axis, size, preprocessing.resize_mode
     )
-    repeated = repeat_channels(torch.from_numpy(slices), preprocessing.get("repeat_channels", 1)).numpy()
+    repeated = repeat_channels(torch.from_numpy(slices), preprocessing.repeat_channels).numpy()
     return repeated, geometry

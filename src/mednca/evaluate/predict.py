@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mednca.data.layout import Channel
+from mednca.data.preprocessing import Preprocessing
 from mednca.data.volumes import (
     finite_float32,
     is_compressed_nifti,
@@ -30,7 +31,7 @@ def _read_channels(path: Path, indices: list[int | None]) -> list[np.ndarray]:
     return [finite_float32(select_channel(voxels, Channel(path, index)), path) for index in indices]
 
 
-def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.ndarray, np.ndarray]:
+def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
     """Model input from NIfTI files: (C, X, Y, Z) float32 and the first file's (4, 4) affine.
 
     One file: its channels are chosen as in training (the configured modalities of a 4D image; a 3D image
@@ -39,7 +40,7 @@ def read_input_channels(inputs: list[Path], preprocessing: dict) -> tuple[np.nda
     """
     first = read_nifti(inputs[0])  # checks the header and the affine before any voxel is read
     if len(inputs) == 1:
-        indices = preprocessing["modalities"] if len(first.shape) == 4 else [None]
+        indices = list(preprocessing.modalities) if len(first.shape) == 4 else [None]
         channels = _read_channels(inputs[0], indices)
     else:
         channels = [channel for path in inputs for channel in _read_channels(path, [None])]

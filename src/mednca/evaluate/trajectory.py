@@ -44,15 +44,15 @@ def trajectory_stage(
         raise MednCAError(f"{manifest_csv}: no test case to record an NCA trajectory on")
     case = cases[0]
     preprocessing = segmenter.preprocessing
-    volume, truth = load_test_case(case, tuple(preprocessing["foreground_labels"]))
+    volume, truth = load_test_case(case, preprocessing.foreground_labels)
     slices, _ = prepare_slices(volume.image, volume.affine, preprocessing)
     _, label_slices, _ = volume_to_slices(
         volume.image,
         truth,
         volume.affine,
-        preprocessing["slice_axis"],
-        tuple(preprocessing["image_size"]),
-        preprocessing["resize_mode"],
+        preprocessing.slice_axis,
+        preprocessing.image_size,
+        preprocessing.resize_mode,
     )
     index = most_foreground_slice(label_slices, 0)
     image = torch.from_numpy(np.ascontiguousarray(slices[index : index + 1])).to(segmenter.device)

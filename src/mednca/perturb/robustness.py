@@ -44,7 +44,7 @@ def model_input_size(segmenter: Segmenter, perturbation: Perturbation) -> tuple[
     """The model's input size for a perturbation: scaled for ``scale_resize``, else the trained size."""
     if perturbation.study != "scale_resize" or perturbation.severity == 0:
         return None
-    height, width = segmenter.preprocessing["image_size"]
+    height, width = segmenter.preprocessing.image_size
     model = segmenter.model
     return scaled_size(height, width, perturbation.value, size_multiple(model), min_side(model))
 
@@ -64,8 +64,8 @@ def run_case(
     the same for every study (it is the evaluation's), so a case is segmented clean once per stage.
     """
     clean = {} if clean is None else clean
-    foreground = tuple(segmenter.preprocessing["foreground_labels"])
-    axis = segmenter.preprocessing["slice_axis"]
+    foreground = segmenter.preprocessing.foreground_labels
+    axis = segmenter.preprocessing.slice_axis
     volume, truth = load_test_case(case, foreground)
     geometric = study in GEOMETRIC_STUDIES
     source = normalise(volume.image, segmenter.preprocessing) if geometric else volume.image

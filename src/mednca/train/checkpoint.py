@@ -13,7 +13,8 @@ import jsonschema
 import torch
 from torch import nn
 
-from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, input_channels, load_yaml
+from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, load_yaml
+from mednca.data.preprocessing import Preprocessing
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
@@ -40,20 +41,21 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def model_payload(
-    name: str, in_channels: int, arguments: dict[str, Any], model: nn.Module, preprocessing: dict[str, Any]
+    name: str, in_channels: int, arguments: dict[str, Any], model: nn.Module, preprocessing: Preprocessing
 ) -> dict[str, Any]:
-    """The content of a ``model.pt`` file."""
+    """The content of a ``model.pt`` file (the preprocessing as a plain mapping)."""
     return {
         "model": name,
         "in_channels": in_channels,
         "arguments": arguments,
         "state_dict": model.state_dict(),
-        "preprocessing": preprocessing,
+        "preprocessing": preprocessing.as_mapping(),
     }
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from its ``model.pt``; returns the model (eval mode) and the whole payload.
+    """Rebuild a trained model from its ``model.pt``; returns the model (eval mode) and the whole payload,
+    its ``preprocessing`` as a ``Preprocessing``.
 
     Every part of the file is checked before use (model name, constructor arguments, weight shapes and
     values, stored preprocessing), so a damaged or tampered file is a DataError naming it.
@@ -72,24 +74,25 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     problem = preprocessing_problem(payload["preprocessing"])
     if problem is not None:
         raise DataError(f"{path}: damaged model file: stored preprocessing {problem}")
+    preprocessing = Preprocessing.from_mapping(payload["preprocessing"])
     model = _build_stored_model(path, payload["model"], in_channels, payload["arguments"])
-    _check_fit(path, model, payload["preprocessing"])
+    _check_fit(path, model, preprocessing)
     _load_weights(path, model, payload["state_dict"])
-    return model.to(device).eval(), payload
+    return model.to(device).eval(), {**payload, "preprocessing": preprocessing}
 
 
-def _check_fit(path: Path, model: nn.Module, preprocessing: dict[str, Any]) -> None:
+def _check_fit(path: Path, model: nn.Module, preprocessing: Preprocessing) -> None:
     """Refuse a file whose model cannot take the images its preprocessing makes."""
-    channels = input_channels(preprocessing) * preprocessing.get("repeat_channels", 1)
+    channels = preprocessing.model_channels
     if channels != model.in_channels:
         raise DataError(
             f"{path}: damaged model file: its preprocessing makes {channels} input channel(s), "
             f"its model takes {model.in_channels}"
         )
     multiple = size_multiple(model)
-    if any(side % multiple for side in preprocessing["image_size"]):
+    if any(side % multiple for side in preprocessing.image_size):
         raise DataError(
-            f"{path}: damaged model file: image size {preprocessing['image_size']} is not a multiple of "
+            f"{path}: damaged model file: image size {list(preprocessing.image_size)} is not a multiple of "
             f"{multiple}, which its model needs"
         )
 
@@ -142,7 +145,9 @@ def preprocessing_problem(preprocessing: Any) -> str | None:
         absent = set(properties[key].get("properties", {})) - set(stored)
         if stored and absent:  # a stored block has every default filled in
             return f"'{key}' lacks {', '.join(sorted(absent))}"
-    repeat = preprocessing.get("repeat_channels", 1)
+    if "repeat_channels" not in preprocessing:
+        return "lacks 'repeat_channels'"
+    repeat = preprocessing["repeat_channels"]
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         return f"'repeat_channels' is {repeat!r}, not a positive integer"
     return None

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from mednca.data.preprocessing import Preprocessing
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
 from mednca.io import write_json
@@ -49,7 +50,7 @@ def train_stage(
     arguments: dict[str, Any],
     settings: TrainingSettings,
     seed: int,
-    preprocessing: dict[str, Any],
+    preprocessing: Preprocessing,
     device_name: str,
     summary_json: Path,
     history_csv: Path,
@@ -110,7 +111,7 @@ def train_stage(
         "init_model": None if init_model is None else str(init_model),
     }
     payload = checkpoint.model_payload(
-        model_name, in_channels, arguments, model.cpu(), {**preprocessing, "repeat_channels": repeat}
+        model_name, in_channels, arguments, model.cpu(), preprocessing.repeated(repeat)
     )
     publish_snapshots(out_dir / SNAPSHOTS_NAME, Path(snapshots_dir), payload)
     checkpoint.save(model_path, {**payload, "training": summary})
