@@ -1,13 +1,13 @@
 """Rule build_report: every result of the run in one self-contained HTML page."""
 
 from mednca.logs import run_logged
-from mednca.report.build import build_report
+from mednca.report.build import report_stage
 from mednca.report.collect import report_files, runs_of
 
 runs = runs_of(snakemake.params.runs)
 studies = list(snakemake.params.studies)
 run_logged(
-    lambda: build_report(
+    lambda: report_stage(
         files=report_files(
             runs, studies, snakemake.input, snakemake.params.datasets, snakemake.params.benchmark_jobs
         ),

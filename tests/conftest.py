@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from mednca.data.preprocessing import Preprocessing
 
@@ -30,6 +31,15 @@ PREPROCESSING_SETTINGS = {
 }
 #: What a model trained on the ``prepared_phantom`` slices remembers of their preprocessing.
 PREPROCESSING = Preprocessing.from_settings(PREPROCESSING_SETTINGS)
+
+
+@pytest.fixture(autouse=True)
+def fixed_torch_seed():
+    """Every test starts from the same global torch generator (restored afterwards), so the weights a
+    model constructor draws do not depend on which tests ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:

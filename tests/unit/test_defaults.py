@@ -26,6 +26,8 @@ STAGE_DEFAULTS = {
     ("train_stage", "max_cases"): None,
     ("train_stage", "init_model"): None,
     ("trajectory_stage", "snapshots"): None,
+    ("report_stage", "repository"): None,
+    ("report_stage", "ablation_csv"): "ablation_table",
 }
 
 

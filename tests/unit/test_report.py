@@ -16,7 +16,7 @@ from mednca.errors import DataError
 from mednca.evaluate.evaluation import held_out_cases, load_test_case
 from mednca.evaluate.overlays import case_slice, write_case_slices
 from mednca.names import is_nca
-from mednca.report.build import build_report
+from mednca.report.build import report_stage
 from mednca.report.collect import (
     Benchmark,
     DatasetFiles,
@@ -235,7 +235,7 @@ def results(prepared_phantom: Path, tmp_path: Path) -> Path:
 
 def build(results: Path, runs: list[Run] = RUNS, studies: list[str] = STUDIES) -> str:
     out = results / "report.html"
-    build_report(
+    report_stage(
         files=files_of(results, runs, studies),
         out_html=out,
         studies=studies,
@@ -475,7 +475,7 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
         "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
         "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
     }  # fmt: skip
-    build_report(**arguments, ablation_csv=tmp_path / "ablation.csv")
+    report_stage(**arguments, ablation_csv=tmp_path / "ablation.csv")
     header, *rows = parse(out.read_text()).tables["ablation"]
     cells = {row[0][0]: dict(zip([text for text, _ in header], row, strict=True)) for row in rows}
     assert list(cells) == ["paper", "ema"]
@@ -485,7 +485,7 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
     assert cells["paper"]["Training time"][0] == "15.0 min" and cells["paper"]["HD95 (mm)"][0] == "4.00"
     runs.drop(columns="dice_mean").to_csv(tmp_path / "broken.csv", index=False)
     with pytest.raises(DataError, match=r"broken\.csv: not an ablation table \(lacks dice_mean\)"):
-        build_report(**arguments, ablation_csv=tmp_path / "broken.csv")
+        report_stage(**arguments, ablation_csv=tmp_path / "broken.csv")
 
 
 def test_report_draws_its_overlays_without_opening_raw_data(results: Path, monkeypatch) -> None:

@@ -11,7 +11,7 @@ from conftest import PREPROCESSING
 
 from mednca.models import build_model
 from mednca.train import checkpoint, loop
-from mednca.train.loop import TrainingSettings, train_model
+from mednca.train.loop import TrainingSettings, fit_model
 from mednca.train.stages import outputs_beside, train_stage
 
 NCA = {"channels": 8, "hidden_size": 16, "steps": 4, "downscale": 2}
@@ -31,7 +31,7 @@ def _train(out_dir: Path, seed: int = 0, settings: TrainingSettings = SETTINGS, 
     def build() -> torch.nn.Module:
         return build_model(name, 1, **arguments)
 
-    return train_model(build, images, labels, settings, seed, out_dir, torch.device("cpu"), progress=False)
+    return fit_model(build, images, labels, settings, seed, out_dir, torch.device("cpu"), progress=False)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

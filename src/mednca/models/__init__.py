@@ -5,7 +5,7 @@ Every model maps (B, C_in, H, W) float images to (B, 1, H, W) foreground logits 
 ``training_forward(images, labels, generator)``.
 """
 
-from mednca.models.nca import MedNCA, NCARule, SingleLevelNCA, Trajectory, probability_trajectory
+from mednca.models.nca import MedNCA, NCARule, SingleLevelNCA
 from mednca.models.registry import (
     MODELS,
     build_model,
@@ -23,12 +23,10 @@ __all__ = [
     "NCARule",
     "SegNet",
     "SingleLevelNCA",
-    "Trajectory",
     "UNet2D",
     "build_model",
     "count_parameters",
     "is_stochastic",
-    "probability_trajectory",
     "min_side",
     "size_multiple",
 ]

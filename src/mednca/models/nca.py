@@ -14,9 +14,6 @@ generator are reproducible too. The global random state is never used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +31,7 @@ from mednca.models.cells import (
     to_cells,
 )
 from mednca.models.dense import ConvWeights, dense_steps
+from mednca.models.reference import REFERENCE_RULE, reference_steps
 
 PRECISIONS = ("fp32", "bf16", "auto")
 CELL_RULES = ("auto", "gather", "folded", "dense")
@@ -72,7 +70,7 @@ def resolve_cell_rule(
 def _check_compute(precision: str, cell_rule: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if cell_rule not in CELL_RULES:
+    if cell_rule not in (*CELL_RULES, REFERENCE_RULE):
         raise ValueError(f"cell_rule must be one of {', '.join(CELL_RULES)}, got {cell_rule!r}")
     if precision == "bf16" and cell_rule == "gather":
         raise ValueError(
@@ -185,7 +183,10 @@ class NCARule(nn.Module):
         )
 
     def formulation(self, device: torch.device) -> tuple[str, torch.dtype]:
-        """The cell rule (``resolve_cell_rule``) and the product dtype of this rule on ``device``."""
+        """The cell rule (``resolve_cell_rule``) and the product dtype of this rule on ``device``; the
+        reference rule (``mednca.models.reference``, for tests and benchmarks) computes in float32."""
+        if self.cell_rule == REFERENCE_RULE:
+            return REFERENCE_RULE, torch.float32
         dtype = compute_dtype(self.precision, device)
         return resolve_cell_rule(self.cell_rule, dtype, device), dtype
 
@@ -206,11 +207,14 @@ class NCARule(nn.Module):
         generator: torch.Generator,
         formulation: tuple[str, torch.dtype],
     ) -> Tensor:
-        """``steps`` steps of the working tensor: the (B, C, H, W) state of ``shape`` for the dense rule,
-        its (B * H * W, C) cells for the others; ``formulation`` is the run's ``formulation()``."""
+        """``steps`` steps of the working tensor: the (B, C, H, W) state of ``shape`` for the dense and
+        reference rules, its (B * H * W, C) cells for the others; ``formulation`` is the run's
+        ``formulation()``."""
         rule, dtype = formulation
         if rule == "dense":
             return dense_steps(x, self.conv_weights(), steps, fire_rate, generator, dtype)
+        if rule == REFERENCE_RULE:
+            return reference_steps(self, x, steps, fire_rate, generator)
         return self._cell_steps(x, shape, steps, fire_rate, generator, formulation)
 
     def _cell_steps(
@@ -255,7 +259,7 @@ class NCARule(nn.Module):
         random draws, so gradients are unchanged and memory no longer grows with every step.
         """
         formulation = self.formulation(state.device)
-        dense = formulation[0] == "dense"
+        dense = formulation[0] in ("dense", REFERENCE_RULE)
         x = state if dense else to_cells(state)
         if checkpoint_steps <= 0 or not torch.is_grad_enabled():
             x = self._advance(x, state.shape, steps, fire_rate, generator, formulation)
@@ -361,7 +365,7 @@ class MedNCA(nn.Module):
         level-1 ``downscale`` factor (two levels, so one downscaling; level 2 runs at full size)."""
         return int(downscale)
 
-    def _check(self, images: Tensor) -> None:
+    def check_images(self, images: Tensor) -> None:
         """Raise ValueError unless images are (B, C_in, H, W) with H, W divisible by ``downscale``."""
         _check_images(images, self.in_channels)
         height, width = images.shape[-2:]
@@ -397,7 +401,7 @@ class MedNCA(nn.Module):
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(B, C_in, H, W) images -> (B, 1, H, W) foreground logits, level 2 on the whole image."""
-        self._check(images)
+        self.check_images(images)
         generator = default_generator(images.device, generator)
         return self._logits(self.coarse_state(images, generator), generator)
 
@@ -415,7 +419,7 @@ class MedNCA(nn.Module):
         Level 1 runs on the whole downscaled image; level 2 runs on one random patch per image (corners
         drawn from ``generator`` independently per item). Gradients flow through both levels.
         """
-        self._check(images)
+        self.check_images(images)
         generator = default_generator(images.device, generator)
         steps = training_steps(self.steps, self.min_steps, generator)
         state = self.coarse_state(images, generator, steps)
@@ -497,72 +501,3 @@ class SingleLevelNCA(nn.Module):
         generator = default_generator(images.device, generator)
         steps = training_steps(self.steps, self.min_steps, generator)
         return self.forward(images, generator, steps), labels
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """Snapshots of an NCA's foreground probability: (K,) levels, (K,) steps, (K, H, W) probabilities."""
-
-    levels: np.ndarray
-    steps: np.ndarray
-    probabilities: np.ndarray
-
-
-def _snapshot_steps(steps: int, snapshots: int) -> set[int]:
-    """``snapshots`` evenly spaced step counts from 0 to ``steps`` (both included)."""
-    return {round(value) for value in np.linspace(0, steps, max(snapshots, 2))}
-
-
-def _run_recording(
-    rule: NCARule, state: Tensor, steps: int, fire_rate: float, generator: torch.Generator, snapshots: int
-) -> tuple[Tensor, list[tuple[int, Tensor]]]:
-    """``rule.run`` that also returns (step, (B, C, H, W) state) at evenly spaced steps."""
-    record_at = _snapshot_steps(steps, snapshots)
-    recorded = [(0, state)] if 0 in record_at else []
-    for step in range(1, steps + 1):
-        state = rule.step(state, fire_rate, generator)
-        if step in record_at:
-            recorded.append((step, state))
-    return state, recorded
-
-
-@torch.no_grad()
-def probability_trajectory(
-    model: MedNCA | SingleLevelNCA, images: Tensor, generator: torch.Generator, snapshots: int = 5
-) -> Trajectory:
-    """(1, C_in, H, W) image -> the foreground probability at ``snapshots`` steps of each level.
-
-    Draws the same random numbers as ``model(images, generator)``, so the last snapshot is its output.
-    Level-1 snapshots of Med-NCA are upscaled (nearest) to H x W.
-    """
-    logit = slice(model.in_channels, model.in_channels + 1)
-    if isinstance(model, SingleLevelNCA):
-        _, recorded = _run_recording(
-            model.rule,
-            initial_state(images, model.channels),
-            model.steps,
-            model.fire_rate,
-            generator,
-            snapshots,
-        )
-        records = [(1, step, state[:, logit]) for step, state in recorded]
-    else:
-        model._check(images)
-        coarse, recorded = _run_recording(
-            model.level1, model.level1_input(images), model.steps, model.fire_rate, generator, snapshots
-        )
-        records = [(1, step, model.level2_input(images, state)[:, logit]) for step, state in recorded]
-        _, recorded = _run_recording(
-            model.level2,
-            model.level2_input(images, coarse),
-            model.steps,
-            model.fire_rate,
-            generator,
-            snapshots,
-        )
-        records += [(2, step, state[:, logit]) for step, state in recorded]
-    return Trajectory(
-        levels=np.array([level for level, _, _ in records]),
-        steps=np.array([step for _, step, _ in records]),
-        probabilities=torch.cat([torch.sigmoid(p[:, 0]) for _, _, p in records]).cpu().numpy(),
-    )

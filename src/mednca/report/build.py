@@ -55,7 +55,7 @@ from mednca.report.tables import (
 log = logging.getLogger(__name__)
 
 
-def build_report(
+def report_stage(
     files: ReportFiles,
     out_html: Path,
     studies: list[str],

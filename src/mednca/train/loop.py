@@ -332,7 +332,7 @@ def _run_epoch(
     return total / len(images)
 
 
-def train_model(
+def fit_model(
     build: Callable[[], nn.Module],
     images: Tensor,
     labels: Tensor,

@@ -18,7 +18,7 @@ from mednca.models import build_model, count_parameters
 from mednca.models.registry import image_size_problem
 from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
-from mednca.train.loop import LOG_NAME, SNAPSHOTS_NAME, TrainingSettings, snapshot_paths, train_model
+from mednca.train.loop import LOG_NAME, SNAPSHOTS_NAME, TrainingSettings, fit_model, snapshot_paths
 
 SUMMARY_NAME = "training.json"
 PUBLISHED_SNAPSHOTS = "snapshots"
@@ -91,7 +91,7 @@ def train_stage(
     )  # fmt: skip
     started = time.perf_counter()
     context = {"model": model_name, "arguments": arguments, "cases": case_ids, "init": str(init_model)}
-    model, history = train_model(
+    model, history = fit_model(
         build, images, labels, settings, seed, out_dir, device, context, history_csv=history_csv
     )
     summary = {
