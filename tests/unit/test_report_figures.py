@@ -246,18 +246,65 @@ def test_robustness_curves_single_severity_and_unknown_dataset(robustness: pd.Da
     assert len(visible_axes(figures.robustness_curves(robustness, "brats"))) == 1
 
 
-def test_table_figures_draw(per_case, summary, training, points) -> None:
-    drawn = [
-        figures.dice_distribution(per_case),
-        figures.dice_vs_cost(summary),
-        figures.training_curves(training),
-        figures.nqm_vs_dice(points, threshold=0.12, failure_dice=0.8),
-        figures.nqm_vs_dice(points, threshold=None, failure_dice=0.8),
+def all_texts(figure: Figure) -> list[str]:
+    """Every text a reader sees: axis titles and labels, tick labels, annotations, legends, suptitle."""
+    texts = [text.get_text() for text in figure.findobj(matplotlib.text.Text)]
+    return [text for text in texts if text]
+
+
+def test_dice_distribution_has_a_box_per_model_and_a_point_per_case(per_case: pd.DataFrame) -> None:
+    figure = figures.dice_distribution(per_case)
+    panels = visible_axes(figure)
+    assert [axis.get_title() for axis in panels] == DATASETS
+    for axis, dataset in zip(panels, DATASETS, strict=True):
+        assert [label.get_text() for label in axis.get_xticklabels()] == sorted(MODELS)
+        assert axis.get_ylabel() in ("Dice", "") and axis.get_ylim() == (0.0, 1.02)
+        points = sum(len(collection.get_offsets()) for collection in axis.collections)
+        assert points == per_case[per_case["dataset"] == dataset]["dice"].notna().sum()
+        assert len(axis.patches) == len(MODELS)  # one box per model
+    assert figure.get_figwidth() <= 12
+
+
+def test_dice_vs_cost_places_each_model_at_its_cost(summary: pd.DataFrame) -> None:
+    figure = figures.dice_vs_cost(summary)
+    parameters, inference = visible_axes(figure)
+    assert parameters.get_xlabel() == "parameters" and inference.get_xlabel() == "inference time (s / volume)"
+    assert parameters.get_ylabel() == "mean test Dice" and parameters.get_xscale() == "log"
+    labels = [text.get_text() for text in parameters.texts]
+    assert sorted(labels) == sorted(summary["model"])  # every model labelled once per dataset
+    assert len([text for text in inference.texts]) == summary["inference_seconds"].notna().sum()
+    legend = {text.get_text() for text in figure.legends[0].get_texts()}
+    assert set(MODELS) | set(DATASETS) <= legend
+
+
+def test_training_curves_draw_one_line_per_model_and_seed(training: pd.DataFrame) -> None:
+    figure = figures.training_curves(training)
+    panels = visible_axes(figure)
+    assert [axis.get_title() for axis in panels] == DATASETS
+    for axis in panels:
+        assert (axis.get_xlabel(), axis.get_ylabel(), axis.get_yscale()) == ("epoch", "training loss", "log")
+        lines = [line for line in axis.get_lines() if len(line.get_xdata())]
+        assert len(lines) == len(MODELS) * len(SEEDS)
+        assert all(len(line.get_xdata()) == 6 for line in lines)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert set(MODELS) <= set(legend) and any("seed" in text for text in legend)
+
+
+@pytest.mark.parametrize("threshold", [0.12, None])
+def test_nqm_vs_dice_marks_the_failure_line_and_the_threshold(points: pd.DataFrame, threshold) -> None:
+    figure = figures.nqm_vs_dice(points, threshold=threshold, failure_dice=0.8)
+    panels = visible_axes(figure)
+    assert sorted(axis.get_title() for axis in panels) == [
+        f"{dataset} / {model}" for dataset in DATASETS for model in ("med_nca", "nca")
     ]
-    for figure in drawn:
-        assert isinstance(figure, Figure)
-        assert figure.get_figwidth() <= 12
-        assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+    for axis in panels:
+        assert axis.get_xlabel() == "NQM"
+        assert sum(len(collection.get_offsets()) for collection in axis.collections) == 15
+        horizontal = [line for line in axis.get_lines() if list(line.get_ydata()) == [0.8, 0.8]]
+        vertical = [line for line in axis.get_lines() if list(line.get_xdata()) == [0.12, 0.12]]
+        assert len(horizontal) == 1 and len(vertical) == (threshold is not None)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "failure: Dice < 0.8" in legend and ("NQM threshold 0.12" in legend) == (threshold is not None)
 
 
 def test_learning_curves_draw_each_run_against_time_and_steps_with_the_paper_lines() -> None:
@@ -286,25 +333,47 @@ def test_learning_curves_draw_each_run_against_time_and_steps_with_the_paper_lin
     assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
 
 
-def test_image_figures_draw(overlay_rows, gallery, rng: np.random.Generator) -> None:
+def test_perturbation_gallery_shows_each_model_at_each_severity(gallery) -> None:
+    figure = figures.perturbation_gallery({"med_nca": gallery, "unet": gallery}, "scale_resize on case_001")
+    panels = visible_axes(figure)
+    assert len(panels) == 2 * 3
+    assert [axis.get_title() for axis in panels[:3]] == ["severity 0", "severity 1", "severity 2"]
+    assert figure._suptitle.get_text() == "scale_resize on case_001"
+    row_labels = [text.get_text() for axis in panels for text in axis.texts]
+    assert row_labels == ["med_nca", "unet"]
+    for axis, size in zip(panels, [24, 12, 36] * 2, strict=True):
+        image = axis.get_images()[0].get_array()
+        assert image.shape[:2] in ((size, size),)  # each severity keeps its own slice size
+
+
+def test_nca_trajectory_titles_each_snapshot_with_its_level_and_step(rng: np.random.Generator) -> None:
     probabilities = rng.random((3, 16, 16))
-    drawn = [
-        figures.overlay_grid(overlay_rows, ["med_nca", "nca", "unet"]),
-        figures.perturbation_gallery({"med_nca": gallery, "unet": gallery}, "scale_resize on case_001"),
-        figures.nca_trajectory(
-            np.array([0, 8, 16]), np.array([1, 1, 0]), probabilities, rng.random((16, 16))
-        ),
-        figures.dataset_examples(
-            [
-                DatasetExample("hippocampus", "case_001", rng.random((24, 20)), disk(24, 5)[:, :20]),
-                DatasetExample("prostate", "case_002", rng.random((32, 32)), disk(32, 8)),
-            ]
-        ),
+    figure = figures.nca_trajectory(
+        np.array([0, 8, 16]), np.array([1, 1, 2]), probabilities, rng.random((16, 16))
+    )
+    panels = [axis for axis in visible_axes(figure) if axis.get_title()]
+    assert [axis.get_title() for axis in panels] == [
+        "input",
+        "level 1, step 0",
+        "level 1, step 8",
+        "level 2, step 16",
     ]
-    for figure in drawn:
-        assert isinstance(figure, Figure)
-        assert figure.get_figwidth() <= 12
-        assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
+    shown = panels[3].get_images()[0].get_array()
+    np.testing.assert_allclose(shown, probabilities[2].T)
+    assert "foreground probability" in all_texts(figure)
+
+
+def test_dataset_examples_title_each_panel_with_dataset_and_case(rng: np.random.Generator) -> None:
+    figure = figures.dataset_examples(
+        [
+            DatasetExample("hippocampus", "case_001", rng.random((24, 20)), disk(24, 5)[:, :20]),
+            DatasetExample("prostate", "case_002", rng.random((32, 32)), disk(32, 8)),
+        ]
+    )
+    panels = visible_axes(figure)
+    assert [axis.get_title() for axis in panels] == ["hippocampus\ncase_001", "prostate\ncase_002"]
+    assert all(len(axis.get_images()) == 1 for axis in panels)
+    assert figure.get_figwidth() <= 12
 
 
 def test_overlay_grid_layout(overlay_rows) -> None:
@@ -346,9 +415,6 @@ EMPTY_CASES = {
     ),
     "training_curves": lambda: figures.training_curves(pd.DataFrame()),
     "learning_curves": lambda: figures.learning_curves(pd.DataFrame(), {}),
-    "training_curves_one_epoch": lambda: figures.training_curves(
-        pd.DataFrame({"dataset": ["a"], "model": ["m"], "seed": [0], "epoch": [0], "loss": [0.5]})
-    ),
     "robustness_curves": lambda: figures.robustness_curves(pd.DataFrame(), "hippocampus"),
     "nqm_vs_dice": lambda: figures.nqm_vs_dice(pd.DataFrame(), threshold=None, failure_dice=0.8),
     "overlay_grid": lambda: figures.overlay_grid([], ["unet"]),
@@ -364,9 +430,11 @@ EMPTY_CASES = {
 
 
 @pytest.mark.parametrize("draw", list(EMPTY_CASES.values()), ids=list(EMPTY_CASES))
-def test_empty_input_gives_a_figure(draw) -> None:
+def test_empty_input_gives_a_figure_that_says_so(draw) -> None:
     figure = draw()
     assert isinstance(figure, Figure)
+    texts = all_texts(figure)
+    assert figures.NO_DATA in texts or "missing" in texts, texts
     assert png_bytes(figures.to_data_uri(figure)).startswith(PNG_MAGIC)
 
 
@@ -376,3 +444,12 @@ def test_crowded_tick_labels_are_thinned() -> None:
     zoom = np.array([0.5, 0.75, 1.0, 1.5, 2.0])
     assert figures._spaced_labels(zoom, log=True) == ["0.5", "0.75", "1", "1.5", "2"]
     assert figures._spaced_labels(np.array([3.0]), log=False) == ["3"]
+
+
+def test_training_curves_of_one_epoch_show_the_point() -> None:
+    figure = figures.training_curves(
+        pd.DataFrame({"dataset": ["a"], "model": ["m"], "seed": [0], "epoch": [0], "loss": [0.5]})
+    )
+    (axis,) = visible_axes(figure)
+    (line,) = [line for line in axis.get_lines() if len(line.get_xdata())]
+    assert list(line.get_ydata()) == [0.5] and line.get_marker() == "o"
