@@ -51,13 +51,12 @@ def variant_settings(spec: dict, name: str) -> dict:
 
 
 def run_paths(out: Path, variant: str, seed: int) -> dict[str, Path]:
-    """Where one run's overlay config, test summary and training summary are."""
+    """Where one run's overlay config and test summary (with its training facts) are."""
     folder = out / variant
     return {
         "folder": folder,
         "overlay": folder / f"overlay_seed{seed}.yaml",
         "summary": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "summary.json",
-        "training": folder / "models" / DATASET / MODEL / f"seed{seed}" / "training.json",
     }
 
 
@@ -88,16 +87,15 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
 def run_row(out: Path, variant: str, seed: int) -> dict | None:
     """The table row of a finished run (None if it has no test summary yet)."""
     paths = run_paths(out, variant, seed)
-    if not paths["summary"].exists() or not paths["training"].exists():
+    if not paths["summary"].exists():
         return None
     summary = json.loads(paths["summary"].read_text())
-    training = json.loads(paths["training"].read_text())
     return {
         "variant": variant,
         "seed": seed,
-        "epochs": training["epochs"],
-        "iterations": training.get("iterations"),
-        "train_minutes": training["train_seconds"] / 60,
+        "epochs": summary["epochs"],
+        "iterations": summary.get("iterations"),
+        "train_minutes": summary["train_seconds"] / 60,
         "dice_mean": summary["dice_mean"],
         "dice_std": summary["dice_std"],
         "hd95_mean": summary["hd95_mean"],

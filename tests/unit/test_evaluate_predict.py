@@ -84,7 +84,7 @@ def test_evaluation_writes_metrics_and_predictions_in_original_geometry(
         assert item.index == int(np.argmax(truth.sum(axis=(0, 1))))
         np.testing.assert_array_equal(item.label, truth[:, :, item.index])
         np.testing.assert_array_equal(item.prediction, prediction[:, :, item.index])
-    assert summary["epochs"] >= 1 and summary["train_seconds"] > 0, "training facts from the model file"
+    assert summary["epochs"] >= 1 and summary["iterations"] >= 1 and summary["train_seconds"] > 0
 
 
 def test_predict_writes_a_label_map_with_the_input_geometry(

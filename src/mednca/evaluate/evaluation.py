@@ -230,6 +230,7 @@ def evaluate_stage(
         train_seconds=training.get("train_seconds"),
         train_peak_memory_mb=training.get("peak_memory_mb"),
         epochs=training.get("epochs"),
+        iterations=training.get("iterations"),
     )
     log.info(
         "%s: Dice %.3f +- %.3f over %d test cases",
