@@ -514,6 +514,9 @@ def test_run_files_follow_the_order_of_the_runs() -> None:
     assert files[runs[0]].summary is None
     with pytest.raises(ValueError, match="3 per-case tables for 2 run"):
         run_files(runs, [], per_case=["a", "b", "c"])
+    # No robustness study configured: the workflow declares empty lists for those kinds.
+    empty = run_files(runs, [], per_case=["a.csv", "b.csv"], robustness=[], quality=[], galleries=[])
+    assert all(f.quality is None and f.gallery is None and f.robustness == {} for f in empty.values())
 
 
 def test_report_files_from_named_inputs() -> None:

@@ -101,11 +101,11 @@ def run_files(
     """The RunFiles of each run from the workflow's input lists.
 
     Each list holds one file per run in the order of ``runs`` (``robustness`` one per run and study, the
-    studies inner; ``trajectories`` one per NCA run); a list left out gives no file of that kind.
+    studies inner; ``trajectories`` one per NCA run); a list left out or empty gives no file of that kind.
     """
 
     def single(paths: list | None, selected: list[Run], what: str) -> dict[Run, Path]:
-        if paths is None:
+        if not paths:  # none declared (e.g. no robustness study configured)
             return {}
         return {run: files[0] for run, files in _by_run(selected, paths, 1, what).items()}
 
