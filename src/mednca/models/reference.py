@@ -41,8 +41,10 @@ def reference_steps(
 
 def with_reference_rules(model: nn.Module) -> nn.Module:
     """A copy of an NCA model (or rule) whose rules compute the original way (weights copied by value)."""
+    from mednca.models.nca import NCARule  # nca imports this module for reference_steps
+
     reference = copy.deepcopy(model)
     for module in reference.modules():
-        if hasattr(module, "cell_rule") and hasattr(module, "fc1"):
+        if isinstance(module, NCARule):
             module.cell_rule = REFERENCE_RULE
     return reference
