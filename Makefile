@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo repro paper unlock test lint bench clean-demo
+.PHONY: install demo repro paper unlock test test-cluster lint bench clean-demo
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ unlock: install
 # The suite starts with the linters, so CI checks the code's style and the workflow's conventions too.
 test: lint
 	$(BIN)/pytest -q
+
+# A real single-node SLURM cluster (munge, slurmdbd, slurmctld, slurmd) and an OpenSSH server on 127.0.0.1,
+# started and stopped by the tests; needs root, and installs Debian's packages if absent.
+test-cluster: install
+	$(BIN)/pytest -q tests/cluster
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 import sys
 from pathlib import Path
 
+from mednca.cluster import memory_advice
 from mednca.config import dataset_models, preprocessing_of, validate_config
 from mednca.names import MODEL_NAMES, NCA_MODELS, is_nca, name_pattern, transfer_name
 from mednca.errors import ConfigError
@@ -11,6 +12,15 @@ except ConfigError as error:
     sys.exit(f"Invalid configuration: {error}")
 
 RESULTS = config["results_dir"]
+
+
+def report_memory_failures(logs):
+    """After a failed run: one line per job killed for its memory (on a cluster), naming the resource."""
+    for log in [logs] if isinstance(logs, str) else logs:
+        for advice in memory_advice(Path(log)):
+            print(advice, file=sys.stderr)
+
+
 # The device is a runtime setting, not part of a result's identity: the torch scripts read it from the
 # config, not from rule params, so switching auto/cpu/cuda re-uses what is already computed.
 DATASETS = config["datasets"]
