@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,25 @@ def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200
     )
+
+
+def run_tool(command: list[str], cwd: Path, home: Path | None = None) -> str:
+    """Run a command (git, dvc, snakemake) with the test interpreter's bin folder first on PATH, a test git
+    identity and, if given, ``home`` as HOME; its combined output. A non-zero exit fails the test."""
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
+    if home is not None:
+        env["HOME"] = str(home)
+    result = subprocess.run(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
+    )
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}"
+    return result.stdout
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
+from conftest import run_tool as run
 
 pytestmark = pytest.mark.cluster
 PROJECT_PARTS = ("workflow", "scripts", "config", "envs", "profiles", "src", ".dvc")
@@ -79,23 +80,6 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):
     yield f"ssh://{user}@127.0.0.1:{port}", client_key, home
     server.terminate()
     server.wait(timeout=30)
-
-
-def run(command: list[str], cwd: Path, home: Path) -> str:
-    """Run a command with the test interpreter's tools first on PATH and ``home`` as HOME."""
-    env = os.environ | {
-        "HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.org",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.org",
-    }
-    result = subprocess.run(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
-    )
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}"
-    return result.stdout
 
 
 def small_demo(repo: Path) -> None:

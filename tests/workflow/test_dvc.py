@@ -7,9 +7,7 @@ nothing, a learning-rate change that re-trains only that model, and `dvc push` /
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,27 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from conftest import run_tool as run
 
 pytestmark = pytest.mark.workflow
 STUDIES = ["shift", "scale_resize", "scale_fixed", "noise", "spike", "ghosting", "bias_field", "motion"]
 STUDIES += ["anisotropy", "gibbs"]
 DATASETS = ("phantom", "phantom_multimodal")
-
-
-def run(command: list[str], cwd: Path) -> str:
-    """Run a command with the test interpreter's bin folder first on PATH; its combined output."""
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.org",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.org",
-    }
-    result = subprocess.run(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
-    )
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}"
-    return result.stdout
 
 
 def dvc(*args: str, cwd: Path) -> str:
