@@ -36,6 +36,7 @@ def sshd_binary() -> str:
         if os.geteuid() != 0:
             pytest.fail("openssh-server is not installed and installing it needs root")
         env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"], env=env, check=True)
     return shutil.which("sshd") or "/usr/sbin/sshd"
 
