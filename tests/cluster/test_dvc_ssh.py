@@ -50,6 +50,7 @@ def keypair(path: Path) -> Path:
 def ssh_server(tmp_path_factory: pytest.TempPathFactory):
     """An sshd for the current user on 127.0.0.1; yields (url prefix, client key, HOME with known_hosts)."""
     state = tmp_path_factory.mktemp("sshd")
+    sshd = sshd_binary()  # installs OpenSSH (and ssh-keygen with it) if absent
     host_key, client_key = keypair(state / "host_key"), keypair(state / "client_key")
     (state / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
     port = free_port()
@@ -61,7 +62,7 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):
     )
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # OpenSSH's privilege separation folder
     server = subprocess.Popen(
-        [sshd_binary(), "-D", "-e", "-f", str(state / "sshd_config")],
+        [sshd, "-D", "-e", "-f", str(state / "sshd_config")],
         stdout=open(state / "sshd.log", "w"),  # noqa: SIM115 - the server's log for its whole life
         stderr=subprocess.STDOUT,
     )
