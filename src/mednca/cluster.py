@@ -15,7 +15,8 @@ from pathlib import Path
 
 _ERROR_BLOCK = re.compile(r"^Error in rule (\w+):\n((?:[ \t]+.*\n?)*)", re.MULTILINE)
 _JOB_START = re.compile(r"^rule (\w+):\n((?:[ \t]+.*\n?)*)", re.MULTILINE)
-_MEMORY_KILL = re.compile(r"OUT_OF_MEMORY|exceeded memory limit|oom[-_ ]kill|out of memory", re.IGNORECASE)
+# SLURM's own words only: a GPU's "CUDA out of memory" is not the job's mem_mb.
+_MEMORY_KILL = re.compile(r"OUT_OF_MEMORY|exceeded memory limit|oom[-_]kill")
 
 
 @dataclass(frozen=True)

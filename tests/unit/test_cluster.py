@@ -92,6 +92,8 @@ def test_the_retry_with_more_memory_is_the_request_reported(tmp_path: Path) -> N
 def test_other_failures_give_no_memory_advice(tmp_path: Path) -> None:
     log = snakemake_log(tmp_path, "FAILED", "Traceback (most recent call last):\nValueError: bad case\n")
     assert memory_failures(log) == []
+    gpu = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    assert memory_failures(snakemake_log(tmp_path, "FAILED", gpu, printed=True)) == []
     assert memory_advice(tmp_path / "missing.log") == []
 
 
