@@ -17,6 +17,7 @@ import yaml
 
 from mednca.data.preprocessing import CONFIG_KEYS
 from mednca.errors import ConfigError
+from mednca.names import TRANSFER_SEPARATOR, base_model
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
@@ -153,7 +154,7 @@ def input_channels(settings: dict) -> int:
 
 def model_runs(config: dict) -> list[tuple[str, str, str]]:
     """(dataset, model, config key that puts the model there) of every model that runs on a dataset:
-    trained on it, or fine-tuned on it by a ``transfer`` entry."""
+    trained on it, fine-tuned on it by a ``transfer`` entry, or trained in the data-efficiency study."""
     runs = []
     for dataset in config["datasets"]:
         key = (
@@ -166,6 +167,9 @@ def model_runs(config: dict) -> list[tuple[str, str, str]]:
         (entry["target"], entry["model"], f"transfer[{index}]")
         for index, entry in enumerate(config["transfer"])
     ]
+    study = config["data_efficiency"]
+    if study["dataset"] is not None:
+        runs += [(study["dataset"], base_model(model), "data_efficiency.models") for model in study["models"]]
     return runs
 
 
@@ -173,13 +177,15 @@ def check_semantics(config: dict) -> None:
     """Raise ConfigError for values that pass the schema but that the pipeline cannot run, naming the key.
 
     Checked on the filled-in config, before anything is planned: the device name, every dataset's model
-    list, intensity window and synthetic channels, the ``transfer`` entries, the robustness levels (the first
-    must be the study's clean value), each model's architecture and the image sizes its models can take.
+    list, intensity window and synthetic channels, the ``transfer`` entries and the data-efficiency study's
+    models, the robustness levels (the first must be the study's clean value), each model's architecture
+    and the image sizes its models can take.
     """
     _check_device(config["device"])
     for dataset in config["datasets"]:
         _check_dataset(dataset, config["dataset_settings"][dataset], config)
     _check_transfer(config)
+    _check_efficiency(config)
     _check_levels(config["robustness"]["levels"])
     _check_architectures(config)
 
@@ -219,28 +225,66 @@ def _check_transfer(config: dict) -> None:
     seen: dict[tuple[str, str, str], int] = {}
     for index, entry in enumerate(config["transfer"]):
         key = f"transfer[{index}]"
-        for end in ("source", "target"):
-            if entry[end] not in datasets:
-                raise _invalid(f"{key}.{end}", f"'{entry[end]}' is not in 'datasets' ({_names(datasets)})")
-        source_models = dataset_models(config, entry["source"])
-        if entry["model"] not in source_models:
-            raise _invalid(
-                f"{key}.model",
-                f"'{entry['model']}' is not trained on source '{entry['source']}' (its models: "
-                f"{_names(source_models)})",
-            )
+        if entry["target"] not in datasets:
+            raise _invalid(f"{key}.target", f"'{entry['target']}' is not in 'datasets' ({_names(datasets)})")
+        _check_source(key, entry["model"], entry["source"], entry["target"], config)
         triple = (entry["model"], entry["source"], entry["target"])
         if triple in seen:
             raise _invalid(key, f"repeats transfer[{seen[triple]}] (same model, source and target)")
         seen[triple] = index
-        source_channels = input_channels(config["dataset_settings"][entry["source"]])
-        target_channels = input_channels(config["dataset_settings"][entry["target"]])
-        if target_channels not in (1, source_channels):
-            raise _invalid(
-                f"{key}.target",
-                f"'{entry['target']}' has {target_channels} input channels but source '{entry['source']}' "
-                f"has {source_channels}; fine-tuning needs equal channels or a single-channel target",
-            )
+
+
+def _check_source(key: str, model: str, source: str, target: str, config: dict) -> None:
+    """Raise unless ``model``, trained on dataset ``source`` by this run, can be fine-tuned on ``target``."""
+    datasets = config["datasets"]
+    if source not in datasets:
+        raise _invalid(f"{key}.source", f"'{source}' is not in 'datasets' ({_names(datasets)})")
+    source_models = dataset_models(config, source)
+    if model not in source_models:
+        raise _invalid(
+            f"{key}.model",
+            f"'{model}' is not trained on source '{source}' (its models: {_names(source_models)})",
+        )
+    source_channels = input_channels(config["dataset_settings"][source])
+    target_channels = input_channels(config["dataset_settings"][target])
+    if target_channels not in (1, source_channels):
+        raise _invalid(
+            f"{key}.target",
+            f"'{target}' has {target_channels} input channels but source '{source}' has {source_channels}; "
+            "fine-tuning needs equal channels or a single-channel target",
+        )
+
+
+def efficiency_runs(config: dict) -> list[tuple[str, str, int]]:
+    """(model, cases, seed) of every run of the data-efficiency study (none while it is off).
+
+    ``cases`` is k as a path part ("2", ..., "all"); every seed runs up to ``all_seeds_up_to`` cases, only
+    the first seed above that.
+    """
+    study = config["data_efficiency"]
+    if study["dataset"] is None:
+        return []
+    runs = []
+    for cases in study["cases"]:
+        few = cases != "all" and cases <= study["all_seeds_up_to"]
+        seeds = study["seeds"] if few else study["seeds"][:1]
+        runs += [(model, str(cases), seed) for model in study["models"] for seed in seeds]
+    return runs
+
+
+def _check_efficiency(config: dict) -> None:
+    study = config["data_efficiency"]
+    dataset = study["dataset"]
+    if dataset is None:
+        return
+    if dataset not in config["datasets"]:
+        raise _invalid(
+            "data_efficiency.dataset", f"'{dataset}' is not in 'datasets' ({_names(config['datasets'])})"
+        )
+    for index, model in enumerate(study["models"]):
+        base, _, source = model.partition(TRANSFER_SEPARATOR)
+        if source:
+            _check_source(f"data_efficiency.models[{index}]", base, source, dataset, config)
 
 
 def _check_levels(levels: dict[str, list[float]]) -> None:

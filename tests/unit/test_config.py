@@ -133,6 +133,10 @@ def _transfer(**settings):
     return lambda c: c["transfer"][0].update(settings)
 
 
+def _study(**settings):
+    return lambda c: c["data_efficiency"].update(settings)
+
+
 def _both(*changes):
     return lambda c: [change(c) for change in changes]
 
@@ -210,6 +214,31 @@ SEMANTIC_ERRORS = {
     ),
     "transfer_lr": (_transfer(lr=0), "transfer[0].lr", "minimum of 0"),
     "transfer_epochs": (_transfer(epochs=0), "transfer[0].epochs", "minimum of 1"),
+    # the data-efficiency study
+    "study_dataset": (_study(dataset="nowhere"), "data_efficiency.dataset", "'nowhere' is not in 'datasets'"),
+    "study_source": (
+        _study(models=["med_nca", "segnet_from_nowhere"]),
+        "data_efficiency.models[1].source",
+        "'nowhere' is not in 'datasets'",
+    ),
+    "study_source_model": (
+        _study(models=["unet_from_phantom_multimodal"]),
+        "data_efficiency.models[0].model",
+        "'unet' is not trained on source 'phantom_multimodal'",
+    ),
+    "study_unknown_model": (_study(models=["vnet"]), "data_efficiency.models[0]", "does not match"),
+    "study_no_cases": (_study(cases=[0]), "data_efficiency.cases[0]", "minimum of 1"),
+    "study_cases_word": (_study(cases=["most"]), "data_efficiency.cases[0]", "is not valid"),
+    "study_no_iterations": (_study(iterations=0), "data_efficiency.iterations", "minimum of 1"),
+    "study_image_size": (
+        _both(
+            _dataset("phantom", image_size=[28, 28], models=["med_nca"]),
+            lambda c: c.update(transfer=[]),
+            _study(models=["med_nca", "segnet"]),
+        ),
+        "dataset_settings.phantom.image_size",
+        "'segnet' (listed in 'data_efficiency.models')",
+    ),
     # model lists
     "no_models": (lambda c: c.update(models=[]), "models", "should be non-empty"),
     "dataset_no_models": (_dataset("phantom", models=[]), "dataset_settings.phantom.models", "non-empty"),
@@ -273,6 +302,20 @@ def test_unusable_values_fail_at_validation_naming_the_key(change, key: str, pro
 
 def test_the_unmodified_demo_validates() -> None:
     validate_config(_demo(lambda c: None), SCHEMA)
+
+
+def test_the_study_runs_every_seed_up_to_its_limit_and_the_first_above() -> None:
+    from mednca.config import efficiency_runs
+
+    config = validate_config(
+        _demo(_study(models=["unet", "med_nca"], cases=[2, 5, "all"], seeds=[3, 1])), SCHEMA
+    )
+    assert config["data_efficiency"]["all_seeds_up_to"] == 2
+    assert efficiency_runs(config) == [
+        ("unet", "2", 3), ("unet", "2", 1), ("med_nca", "2", 3), ("med_nca", "2", 1),
+        ("unet", "5", 3), ("med_nca", "5", 3), ("unet", "all", 3), ("med_nca", "all", 3),
+    ]  # fmt: skip
+    assert efficiency_runs(validate_config(copy.deepcopy(PAPER), SCHEMA)) == []
 
 
 def test_clean_levels_come_from_the_perturbation_code() -> None:

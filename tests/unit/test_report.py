@@ -488,6 +488,46 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
         report_stage(**arguments, ablation_csv=tmp_path / "broken.csv")
 
 
+def test_report_shows_the_data_efficiency_study_per_model_and_k(results: Path, tmp_path: Path) -> None:
+    runs = pd.DataFrame(
+        {
+            "dataset": "phantom",
+            "model": ["unet", "unet", "unet", "segnet_from_brats"],
+            "cases": ["2", "2", "all", "2"],
+            "train_cases": [2, 2, 7, 2],
+            "seed": [0, 1, 0, 0],
+            "iterations": 500,
+            "batch_size": [48, 48, 48, 10],
+            "train_seconds": [120.0, 180.0, 150.0, 90.0],
+            "test_cases": 3,
+            "dice_mean": [0.60, 0.70, 0.85, 0.75],
+            "dice_std": 0.1,
+            "hd95_mean": [4.0, 6.0, 2.0, 3.0],
+            "hd95_std": 1.0,
+        }
+    )
+    runs.to_csv(tmp_path / "efficiency.csv", index=False)
+    out = results / "report.html"
+    arguments = {
+        "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
+        "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
+    }  # fmt: skip
+    report_stage(**arguments, efficiency_csv=tmp_path / "efficiency.csv")
+    html = out.read_text()
+    header, *rows = parse(html).tables["efficiency"]
+    names = [text for text, _ in header]
+    cells = [dict(zip(names, [text for text, _ in row], strict=True)) for row in rows]
+    assert [(row["Model"], row["k"], row["Seeds"]) for row in cells] == [
+        ("UNet", "2", "2"), ("UNet", "all", "1"), ("SegNet (from brats)", "2", "1")
+    ]  # fmt: skip
+    assert cells[0]["Test Dice (mean over seeds)"] == "0.650" and cells[0]["Seeds' range"] == "0.600–0.700"
+    assert cells[1]["Training cases"] == "7" and cells[0]["Training time"] == "2.5 min"
+    assert "UNet 500 steps of batch 48; SegNet (from brats) 500 steps of batch 10" in html
+    runs.drop(columns="train_cases").to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(DataError, match=r"broken\.csv: not a data-efficiency table \(lacks train_cases\)"):
+        report_stage(**arguments, efficiency_csv=tmp_path / "broken.csv")
+
+
 def test_report_draws_its_overlays_without_opening_raw_data(results: Path, monkeypatch) -> None:
     import nibabel
 

@@ -300,3 +300,25 @@ def test_the_snapshot_store_only_holds_the_run_in_progress(tmp_path: Path, monke
         assert all(torch.equal(ours["state_dict"][k], v) for k, v in theirs["state_dict"].items())
     _train(resumed_dir, settings=dataclasses.replace(settings, lr=1e-3, snapshot_every=2))
     assert [path.name for path in loop.snapshot_paths(store)] == ["epoch0002.pt"]
+
+
+def test_an_iteration_budget_stops_inside_the_last_epoch_and_resumes_bit_for_bit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``iterations`` fixes the optimiser steps whatever the data size: 7 steps of batch 4 on 10 slices
+    are 3 epochs, the last one cut after 1 batch; the cosine schedule reaches 0 at the 7th step."""
+    budget = TrainingSettings(
+        epochs=1, batch_size=4, checkpoint_every=1, iterations=7, schedule="cosine", warmup_iterations=2
+    )
+    straight, history = _train(tmp_path / "straight", settings=budget)
+    assert [row["iterations"] for row in history] == [3, 6, 7]
+    assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert loop.planned_length(budget, images=5) == (7, 4)
+    assert loop.planned_length(dataclasses.replace(budget, iterations=0, epochs=2), images=10) == (6, 2)
+    _killed_in_second_epoch(tmp_path / "resumed", budget, monkeypatch)
+    resumed, resumed_history = _train(tmp_path / "resumed", settings=budget)
+    assert _same_weights(straight, resumed)
+    assert [row["loss"] for row in resumed_history] == [row["loss"] for row in history]
+    longer = dataclasses.replace(budget, iterations=9)
+    assert loop.fingerprint(budget, seed=0) != loop.fingerprint(longer, seed=0)
+    assert loop.fingerprint(budget, seed=0) == loop.fingerprint(dataclasses.replace(budget, epochs=5), seed=0)

@@ -86,6 +86,22 @@ def test_demo_runs_every_stage_and_ends_with_the_report(demo: Path) -> None:
     report = (results / "report.html").read_text()
     assert "Missing results" not in report
     assert report.count('id="main-results"') == 1 and report.count("data:image/png;base64,") > 20
+    assert report.count('id="efficiency"') == 2  # the section heading and its table
+
+
+def test_the_data_efficiency_study_trains_each_k_with_the_same_budget(demo: Path) -> None:
+    """The demo's study: 2 cases with seeds 0 and 1, the whole train split with seed 0; 4 steps each."""
+    table = pd.read_csv(demo / "results" / "efficiency" / "data_efficiency.csv", dtype={"cases": str})
+    manifest = pd.read_csv(demo / "results" / "data" / "phantom" / "manifest.csv")
+    train, test = (int((manifest["split"] == split).sum()) for split in ("train", "test"))
+    runs = {(row.model, row.cases, row.seed): row for row in table.itertuples()}
+    models = ("med_nca", "segnet_from_phantom_multimodal")
+    assert sorted(runs) == sorted(
+        [(m, "2", s) for m in models for s in (0, 1)] + [(m, "all", 0) for m in models]
+    )
+    assert (table["iterations"] == 4).all() and (table["test_cases"] == test).all()
+    assert table.set_index("cases")["train_cases"].to_dict() == {"2": 2, "all": train}
+    assert table["dice_mean"].between(0, 1).all()
 
 
 def test_second_run_does_nothing(demo: Path) -> None:

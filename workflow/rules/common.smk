@@ -2,7 +2,7 @@ import sys
 from pathlib import Path
 
 from mednca.cluster import memory_advice
-from mednca.config import dataset_models, preprocessing_of, validate_config
+from mednca.config import dataset_models, efficiency_runs, preprocessing_of, validate_config
 from mednca.names import MODEL_NAMES, NCA_MODELS, is_nca, name_pattern, transfer_name
 from mednca.errors import ConfigError
 
@@ -227,4 +227,50 @@ def summary_outputs():
 
 def all_outputs():
     """Every final output of the configured run, ending with the report."""
-    return result_outputs() + summary_outputs() + [report_output()]
+    return result_outputs() + efficiency_table_outputs() + summary_outputs() + [report_output()]
+
+
+def efficiency_output(name, model="{model}"):
+    """Path pattern of an output of one study run ({cases} training cases, {seed})."""
+    return f"{RESULTS}/efficiency/{{dataset}}/{model}/cases{{cases}}/seed{{seed}}/{name}"
+
+
+def efficiency_log(stage, model="{model}"):
+    """Path pattern of a study run's log file."""
+    return f"{RESULTS}/logs/{stage}/{{dataset}}/{model}/cases{{cases}}/seed{{seed}}.log"
+
+
+def efficiency_benchmark(stage, model="{model}"):
+    """Path pattern of a study run's Snakemake benchmark."""
+    return f"{RESULTS}/benchmarks/{stage}/{{dataset}}/{model}/cases{{cases}}/seed{{seed}}.tsv"
+
+
+def efficiency_training(wildcards):
+    """The model's own training settings with the study's budget of optimiser steps, without snapshots."""
+    budget = config["data_efficiency"]["iterations"]
+    return model_settings(wildcards)["training"] | {"iterations": budget, "snapshot_every": 0}
+
+
+def efficiency_cases(wildcards):
+    """The number of training cases of a study run (None: the whole train split)."""
+    return None if wildcards.cases == "all" else int(wildcards.cases)
+
+
+def pretrained_source(wildcards):
+    """The model a fine-tuning study run starts from: trained on the source dataset with the first seed."""
+    pattern = run_output("models", "model.pt", dataset=wildcards.source)
+    return pattern.format(model=wildcards.model, seed=config["seeds"][0])
+
+
+def efficiency_files(name):
+    """Output ``name`` of every study run, in efficiency_runs() order."""
+    dataset = config["data_efficiency"]["dataset"]
+    return [
+        efficiency_output(name).format(dataset=dataset, model=model, cases=cases, seed=seed)
+        for model, cases, seed in efficiency_runs(config)
+    ]
+
+
+def efficiency_table_outputs():
+    """The study's table, if the configuration asks for the study."""
+    return [f"{RESULTS}/efficiency/data_efficiency.csv"] if efficiency_runs(config) else []

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from mednca.io import atomic_path
+from mednca.names import display_name
 from mednca.report import figures
 from mednca.report.collect import (
     Missing,
@@ -28,13 +31,14 @@ from mednca.report.collect import (
 from mednca.report.columns import (
     ABLATION_COLUMNS,
     DATASET_COLUMNS,
+    EFFICIENCY_TABLE_COLUMNS,
     MAIN_TABLE_COLUMNS,
     STAGE_COLUMNS,
     VERSION_COLUMNS,
     robustness_columns,
 )
 from mednca.report.provenance import package_versions, run_info
-from mednca.report.render import html_table, render_report
+from mednca.report.render import FigureItem, html_table, render_report
 from mednca.report.sections import (
     figure_item,
     findings_sections,
@@ -45,8 +49,10 @@ from mednca.report.sections import (
 )
 from mednca.report.tables import (
     ablation_summary,
+    efficiency_summary,
     main_table,
     read_ablation,
+    read_efficiency,
     robustness_summary,
     robustness_wide,
     stage_times,
@@ -65,9 +71,11 @@ def report_stage(
     nca_runs: int,
     repository: Path | None = None,
     ablation_csv: Path | None = None,
+    efficiency_csv: Path | None = None,
 ) -> None:
     """Write ``out_html`` from the result files of ``files`` (missing ones are listed on the page), with
-    the recipe ablation of ``ablation_csv`` (``benchmarks/recipe_ablation.py``) when given."""
+    the recipe ablation of ``ablation_csv`` (``benchmarks/recipe_ablation.py``) and the data-efficiency
+    study of ``efficiency_csv`` (``mednca.evaluate.efficiency``) when given."""
     runs, datasets, missing = files.runs, list(files.datasets), Missing()
     per_case = load_per_case(runs, missing)
     summaries = load_summaries(runs, missing)
@@ -93,6 +101,7 @@ def report_stage(
     ]
     first_seed = min((run.seed for run in runs), default=0)
     stages = stage_times(load_benchmarks(files.benchmarks))
+    efficiency = None if efficiency_csv is None else read_efficiency(Path(efficiency_csv))
     context = {
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
@@ -105,6 +114,9 @@ def report_stage(
             "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
             "ablation": None if ablation_csv is None else ablation_table(Path(ablation_csv)),
+            "efficiency": None
+            if efficiency is None
+            else html_table(efficiency_summary(efficiency), EFFICIENCY_TABLE_COLUMNS, "efficiency"),
         },
         "figures": {
             "examples": figure_item(
@@ -136,6 +148,7 @@ def report_stage(
                 "Training curves", "Training loss per epoch.", figures.training_curves(training)
             ),
             "trajectories": trajectory_figures(runs),
+            "efficiency": None if efficiency is None else efficiency_figure(efficiency),
             "robustness": [
                 figure_item(
                     f"{dataset}: Dice under perturbation",
@@ -154,6 +167,22 @@ def report_stage(
     }
     with atomic_path(Path(out_html)) as temporary:
         temporary.write_text(render_report(context), encoding="utf-8")
+
+
+def efficiency_figure(efficiency: pd.DataFrame) -> FigureItem:
+    """The data-efficiency figure, its caption stating each model's budget."""
+    budgets = efficiency.groupby("model", sort=False)[["iterations", "batch_size"]].first()
+    stated = "; ".join(
+        f"{display_name(model)} {row.iterations:,} steps of batch {row.batch_size}"
+        for model, row in budgets.iterrows()
+    )
+    return figure_item(
+        "Data efficiency",
+        "Mean test Dice on the whole test split against the number of training cases, each run with the "
+        f"same budget whatever the cases ({stated}). Lines join the means over seeds, bars span the "
+        "seeds' lowest and highest Dice, dots are single runs.",
+        figures.data_efficiency(efficiency),
+    )
 
 
 def ablation_table(ablation_csv: Path) -> str:

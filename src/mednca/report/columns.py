@@ -34,6 +34,17 @@ ABLATION_COLUMNS = [
     Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
     Column("dice_vs_reference", "Dice − paper recipe", lambda r: number(r["dice_vs_reference"])),
 ]
+EFFICIENCY_TABLE_COLUMNS = [
+    Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
+    Column("cases", "k", lambda r: r["cases"], numeric=False),
+    Column("train_cases", "Training cases", lambda r: count(r["train_cases"])),
+    Column("seeds", "Seeds", lambda r: count(r["seeds"])),
+    Column("iterations", "Optimiser steps", lambda r: count(r["iterations"])),
+    Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
+    Column("dice", "Test Dice (mean over seeds)", lambda r: number(r["dice"])),
+    Column("dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"),
+    Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
     Column("train_cases", "Train cases", lambda r: count(r["train_cases"])),

@@ -401,6 +401,42 @@ def learning_curves(curves: pd.DataFrame, paper_dice: Mapping[str, Mapping[str, 
     return figure
 
 
+def data_efficiency(runs: pd.DataFrame) -> Figure:
+    """Test Dice against the number of training cases (log x), one panel per dataset.
+
+    Per model (colour): a line through the mean over seeds at each k, bars from the seeds' lowest to
+    highest Dice, and each seed's run as a small dot. runs columns: dataset, model, seed, train_cases,
+    dice_mean (one row per run, as ``mednca.evaluate.efficiency.EFFICIENCY_COLUMNS``).
+    """
+    data = _clean(runs, ["dataset", "model", "seed"], ["train_cases", "dice_mean"], required=["dice_mean"])
+    data = data[data["train_cases"] > 0]
+    if data.empty:
+        return _no_data_figure("Data efficiency")
+    datasets, models = sorted(data["dataset"].unique()), sorted(data["model"].unique())
+    palette = model_palette(models)
+    figure = _figure(1.8 + 4.2 * len(datasets), 3.4)
+    axes = _grid(figure, len(datasets), len(datasets), sharey=True)
+    for axis, dataset in zip(axes, datasets, strict=True):
+        subset = data[data["dataset"] == dataset]
+        for model, run in subset.groupby("model"):
+            spread = run.groupby("train_cases")["dice_mean"].agg(["mean", "min", "max"]).sort_index()
+            bars = [spread["mean"] - spread["min"], spread["max"] - spread["mean"]]
+            axis.errorbar(
+                spread.index, spread["mean"], yerr=bars, color=palette[model], marker="o", markersize=4,
+                capsize=3, linewidth=1.2,
+            )  # fmt: skip
+            axis.scatter(run["train_cases"], run["dice_mean"], color=palette[model], s=8, alpha=0.6, zorder=3)
+        ticks = sorted(subset["train_cases"].unique())
+        axis.set_xscale("log")
+        axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set(title=dataset, xlabel="training cases", ylim=(0.0, 1.02))
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("mean test Dice")
+    figure.legend(handles=_legend_handles(palette), loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
 def training_curves(training: pd.DataFrame) -> Figure:
     """Training loss per epoch (log y), one line per model (colour) and seed (dashes), one panel per dataset.
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mednca.errors import DataError
+from mednca.evaluate.efficiency import EFFICIENCY_COLUMNS
 
 MAIN_COLUMNS = [
     "dataset",
@@ -165,13 +166,43 @@ def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFra
 
 def read_ablation(path: Path) -> pd.DataFrame:
     """A recipe-ablation table (``ABLATION_RUN_COLUMNS``, one row per run); a DataError names a bad file."""
+    return _read_runs(path, ABLATION_RUN_COLUMNS, "ablation table")
+
+
+def read_efficiency(path: Path) -> pd.DataFrame:
+    """A data-efficiency table (``EFFICIENCY_COLUMNS``, one row per run); a DataError names a bad file."""
+    return _read_runs(path, EFFICIENCY_COLUMNS, "data-efficiency table", dtype={"cases": str})
+
+
+def _read_runs(path: Path, columns: list[str], what: str, dtype: dict | None = None) -> pd.DataFrame:
+    """A CSV table of one row per run with at least ``columns``; a DataError names a bad or empty file."""
     try:
-        runs = pd.read_csv(path)
+        runs = pd.read_csv(path, dtype=dtype)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise DataError(f"{path}: cannot read the ablation table ({error})") from error
-    missing = [column for column in ABLATION_RUN_COLUMNS if column not in runs.columns]
+        raise DataError(f"{path}: cannot read the {what} ({error})") from error
+    missing = [column for column in columns if column not in runs.columns]
     if missing:
-        raise DataError(f"{path}: not an ablation table (lacks {', '.join(missing)})")
+        article = "an" if what[0] in "aeiou" else "a"
+        raise DataError(f"{path}: not {article} {what} (lacks {', '.join(missing)})")
     if runs.empty:
-        raise DataError(f"{path}: the ablation table has no runs")
+        raise DataError(f"{path}: the {what} has no runs")
     return runs
+
+
+def efficiency_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model and k (in first-seen order): training cases, seeds, mean training minutes and optimiser
+    steps, mean test Dice over seeds with the seeds' lowest and highest, and mean HD95."""
+    grouped = runs.groupby(["model", "cases"], sort=False)
+    table = pd.DataFrame(
+        {
+            "train_cases": grouped["train_cases"].first(),
+            "seeds": grouped["seed"].count(),
+            "iterations": grouped["iterations"].first(),
+            "train_minutes": grouped["train_seconds"].mean() / 60,
+            "dice": grouped["dice_mean"].mean(),
+            "dice_seed_min": grouped["dice_mean"].min(),
+            "dice_seed_max": grouped["dice_mean"].max(),
+            "hd95": grouped["hd95_mean"].mean(),
+        }
+    )
+    return table.reset_index()

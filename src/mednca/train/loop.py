@@ -49,7 +49,9 @@ class TrainingSettings:
     iteration); ``dice_weight`` and ``bce_weight`` weigh the two terms of ``dice_bce``; ``grad_clip`` > 0
     clips the gradients' total norm; ``ema_decay`` > 0 keeps an exponential moving average of the weights,
     which is what the trained model holds. ``snapshot_every`` > 0 saves the trained model's weights every so
-    many epochs (``SNAPSHOTS_NAME``), for learning curves; saving draws no random numbers.
+    many epochs (``SNAPSHOTS_NAME``), for learning curves; saving draws no random numbers. ``iterations``
+    > 0 fixes the budget in optimiser steps instead of ``epochs``: training runs as many epochs as that
+    takes and stops inside the last one, so runs on different amounts of data get the same budget.
     """
 
     epochs: int
@@ -70,6 +72,7 @@ class TrainingSettings:
     ema_decay: float = 0.0
     checkpoint_every: int = 10
     snapshot_every: int = 0
+    iterations: int = 0
 
     @classmethod
     def from_config(cls, training: dict[str, Any]) -> TrainingSettings:
@@ -143,8 +146,10 @@ def fingerprint(settings: TrainingSettings, **context: Any) -> str:
     interval, which does not change the run."""
     fields = dataclasses.asdict(settings)
     fields.pop("snapshot_every")
-    if settings.schedule == "exponential":
+    if settings.schedule == "exponential" or settings.iterations > 0:
         fields.pop("epochs")
+    if settings.schedule == "exponential":
+        fields.pop("iterations")
     text = json.dumps({"settings": fields, **context}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -305,13 +310,17 @@ def _run_epoch(
     labels: Tensor,
     settings: TrainingSettings,
     bar: tqdm,
+    budget: int,
 ) -> float:
-    """One pass over the (N, C, H, W) images in shuffled batches; returns the mean batch loss."""
+    """One pass over the (N, C, H, W) images in shuffled batches, stopping early once ``state.iterations``
+    reaches ``budget``; returns the mean loss over the images it trained on."""
     device = next(state.model.parameters()).device
     order = torch.randperm(len(images), generator=state.shuffle)
     state.model.train()
-    total = 0.0
+    total, seen = 0.0, 0
     for start in range(0, len(images), settings.batch_size):
+        if state.iterations >= budget:
+            break
         batch = order[start : start + settings.batch_size]
         x, y = images[batch].to(device), labels[batch].to(device)
         logits, target = state.model.training_forward(x, y, generator=state.draws)
@@ -327,9 +336,19 @@ def _run_epoch(
             state.average.update(state.model)
         value = float(loss.detach())
         total += value * len(batch)
+        seen += len(batch)
         bar.update(len(batch))
         bar.set_postfix(loss=f"{value:.4f}")
-    return total / len(images)
+    return total / max(seen, 1)
+
+
+def planned_length(settings: TrainingSettings, images: int) -> tuple[int, int]:
+    """(optimiser steps, epochs) of a run on ``images`` slices: ``settings.iterations`` steps in as many
+    epochs as they take, or ``settings.epochs`` whole epochs."""
+    batches = math.ceil(images / settings.batch_size)
+    if settings.iterations > 0:
+        return settings.iterations, math.ceil(settings.iterations / batches)
+    return settings.epochs * batches, settings.epochs
 
 
 def fit_model(
@@ -363,7 +382,7 @@ def fit_model(
     with seeded(seed):
         model = build().to(device)
     optimizer = build_optimizer(model, settings)
-    iterations = settings.epochs * math.ceil(len(images) / settings.batch_size)
+    iterations, epochs = planned_length(settings, len(images))
     state = TrainingState(
         model=model,
         optimizer=optimizer,
@@ -374,19 +393,19 @@ def fit_model(
         average=WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None,
     )
     key = fingerprint(settings, seed=seed, **(context or {}))
-    _resume(state, out_dir / CHECKPOINT_NAME, key, settings.epochs)
+    _resume(state, out_dir / CHECKPOINT_NAME, key, epochs)
     loss_fn = build_loss(settings.loss, settings.pos_weight, settings.dice_weight, settings.bce_weight).to(
         device
     )
     writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=state.epoch + 1)
     try:
-        while state.epoch < settings.epochs:
+        while state.epoch < epochs:
             started = time.perf_counter()
-            description = f"epoch {state.epoch + 1}/{settings.epochs}"
+            description = f"epoch {state.epoch + 1}/{epochs}"
             with tqdm(
                 total=len(images), desc=description, unit="img", disable=not progress, leave=False
             ) as bar:
-                loss = _run_epoch(state, loss_fn, images, labels, settings, bar)
+                loss = _run_epoch(state, loss_fn, images, labels, settings, bar, iterations)
             state.epoch += 1
             row = {
                 "epoch": state.epoch,
@@ -396,13 +415,13 @@ def fit_model(
                 "seconds": time.perf_counter() - started,
             }
             state.history.append(row)
-            log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, settings.epochs, loss, row["seconds"])
+            log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, epochs, loss, row["seconds"])
             writer.add_scalar("loss/train", loss, state.epoch)
             writer.add_scalar("lr", row["lr"], state.epoch)
             write_csv(history_csv, pd.DataFrame(state.history))
             if settings.snapshot_every > 0 and state.epoch % settings.snapshot_every == 0:
                 state.snapshot(out_dir / SNAPSHOTS_NAME)
-            if state.epoch % settings.checkpoint_every == 0 or state.epoch == settings.epochs:
+            if state.epoch % settings.checkpoint_every == 0 or state.epoch == epochs:
                 checkpoint.save(out_dir / CHECKPOINT_NAME, state.payload(key))
     finally:
         writer.close()
