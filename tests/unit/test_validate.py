@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import AFFINE, write_brats_dataset, write_msd_dataset, write_nifti
 
@@ -135,6 +137,21 @@ def test_brats_layout_found_below_the_given_folder(tmp_path: Path) -> None:
     report = validate_dataset(discover(root, "brats", sequences=("t1", "t2", "flair")))
     assert report.problems == []
     assert len(report.records) == 2
+
+
+def test_brats_case_paths_are_recorded_relative_to_the_dataset_folder(tmp_path: Path) -> None:
+    """The cases sit in MICCAI_BraTS2020_TrainingData/ below the configured folder; the later stages join
+    the recorded paths with the configured folder, so that is what they must be relative to."""
+    from mednca.data.stages import case_from_record
+
+    root = write_brats_dataset(tmp_path / "BraTS2020")
+    report = validate_dataset(discover(root, "brats", sequences=("flair", "t1")))
+    for record in report.records:
+        case = case_from_record(pd.Series(dataclasses.asdict(record)), root)
+        assert [channel.path.name for channel in case.channels] == [
+            f"{record.case_id}_flair.nii.gz", f"{record.case_id}_t1.nii.gz"
+        ]  # fmt: skip
+        assert all(channel.path.is_file() for channel in case.channels) and case.label.is_file()
 
 
 def test_brats_missing_sequence_is_named(tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ class Problem:
 
 @dataclass
 class Discovery:
-    """The cases found in a dataset folder, the problems found by name alone, and the declared labels.
+    """The cases found in a dataset folder ``root`` (the folder every case path is recorded relative to),
+    the problems found by name alone, and the declared labels.
 
     MSD only: ``listed_cases`` is the number of cases dataset.json's 'training' lists and ``found_cases``
     the number of cases with an image or label file in imagesTr/labelsTr (None for BraTS).
@@ -296,7 +297,9 @@ def discover_brats(folder: Path, sequences: tuple[str, ...] = ("t1", "t2", "flai
     NIfTI and NIfTI files that are no sequence of the case are reported as problems.
     """
     root = find_brats_root(folder)
-    discovery = Discovery(root=root, cases=[], labels=BRATS_LABELS)
+    # Case paths are recorded relative to the dataset folder, which the later stages are given, even when
+    # the cases sit in a subfolder of it (MICCAI_BraTS2020_TrainingData/ in the official archive).
+    discovery = Discovery(root=Path(folder), cases=[], labels=BRATS_LABELS)
     for case_dir in sorted(p for p in _entries(root) if p.is_dir() and BRATS_CASE_PATTERN.match(p.name)):
         case_id = case_dir.name
         scan = _nifti_files(case_dir)
