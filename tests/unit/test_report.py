@@ -308,7 +308,7 @@ def test_missing_study_is_stated_not_fatal(results: Path) -> None:
 
 def test_single_model_report_says_what_it_cannot_compare(results: Path) -> None:
     html = build(results, runs=[Run("phantom", "unet", 0)], studies=[])
-    assert "needs both models" in html
+    assert "phantom: mean test Dice UNet 0." in html and "needs both models" in html
     assert "No robustness results in this run" in html
     assert len(parse(html).tables["main-results"]) == 2
 
@@ -364,6 +364,12 @@ def test_findings_state_the_claims_from_the_numbers() -> None:
     )
     sentences = dice_findings(table, PAPER_PARAMETERS)
     assert sentences[0].startswith("hippocampus: Med-NCA Dice 0.850 vs UNet 0.870 (-0.020; paper +0.028)")
+    few = dice_findings(table.assign(cases=2), PAPER_PARAMETERS)
+    assert few[0] == (
+        "hippocampus: only 2 test volume(s), so its Dice values are a check that training worked, not an "
+        "estimate of the accuracy on new cases."
+    )
+    assert few[1:] == sentences
     assert "did not hold" in sentences[0]
     assert "62x fewer" in sentences[1] and "(528x)" in sentences[1]
     robustness = pd.DataFrame(

@@ -36,11 +36,13 @@ def dice_findings(table: pd.DataFrame, paper_parameters: dict[str, float]) -> li
     """Per dataset: Med-NCA vs UNet Dice (with the paper's difference), size and inference time."""
     sentences = []
     for dataset in sorted(table["dataset"].unique()):
+        sentences += _few_cases_sentences(table[table["dataset"] == dataset])
         nca, unet = _row(table, dataset, NCA), _row(table, dataset, BASELINE)
         if nca is None or unet is None:
-            present = ", ".join(display_name(m) for m in table.loc[table["dataset"] == dataset, "model"])
+            rows = table[table["dataset"] == dataset]
+            scores = ", ".join(f"{display_name(r.model)} {r.dice_mean:.3f}" for r in rows.itertuples())
             sentences.append(
-                f"{dataset}: the Med-NCA vs UNet comparison needs both models; this run has {present}."
+                f"{dataset}: mean test Dice {scores}. The Med-NCA vs UNet comparison needs both models."
             )
             continue
         ours = nca["dice_mean"] - unet["dice_mean"]
@@ -57,6 +59,21 @@ def dice_findings(table: pd.DataFrame, paper_parameters: dict[str, float]) -> li
             f"(all its runs) and {unet['inference_seconds']:.2f} s with the UNet."
         )
     return sentences
+
+
+FEW_TEST_CASES = 5
+"""Below this many test volumes the report says that a Dice is a check rather than an estimate."""
+
+
+def _few_cases_sentences(rows: pd.DataFrame) -> list[str]:
+    """A caution for a dataset whose test split has fewer than ``FEW_TEST_CASES`` volumes."""
+    if "cases" not in rows or rows["cases"].isna().all() or rows["cases"].max() >= FEW_TEST_CASES:
+        return []
+    dataset, cases = rows["dataset"].iloc[0], int(rows["cases"].max())
+    return [
+        f"{dataset}: only {cases} test volume(s), so its Dice values are a check that training worked, not "
+        "an estimate of the accuracy on new cases."
+    ]
 
 
 def _size_sentence(dataset: str, nca: pd.Series, unet: pd.Series, paper_parameters: dict[str, float]) -> str:
