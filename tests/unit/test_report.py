@@ -462,6 +462,14 @@ def test_equal_time_findings_compare_at_the_shortest_run_and_say_when_the_paper_
     )
 
 
+def _report_arguments(results: Path, out: Path) -> dict:
+    """``report_stage``'s arguments for the result tree ``results``, writing ``out``."""
+    return {
+        "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
+        "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
+    }  # fmt: skip
+
+
 def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Path) -> None:
     runs = pd.DataFrame(
         {
@@ -477,10 +485,7 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
     )
     runs.to_csv(tmp_path / "ablation.csv", index=False)
     out = results / "report.html"
-    arguments = {
-        "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
-        "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
-    }  # fmt: skip
+    arguments = _report_arguments(results, out)
     report_stage(**arguments, ablation_csv=tmp_path / "ablation.csv")
     header, *rows = parse(out.read_text()).tables["ablation"]
     cells = {row[0][0]: dict(zip([text for text, _ in header], row, strict=True)) for row in rows}
@@ -514,10 +519,7 @@ def test_report_shows_the_data_efficiency_study_per_model_and_k(results: Path, t
     )
     runs.to_csv(tmp_path / "efficiency.csv", index=False)
     out = results / "report.html"
-    arguments = {
-        "files": files_of(results), "out_html": out, "studies": STUDIES, "paper_results": PAPER,
-        "paper_parameters": PAPER_PARAMETERS, "config": {"seeds": [0, 1]}, "nca_runs": 3,
-    }  # fmt: skip
+    arguments = _report_arguments(results, out)
     report_stage(**arguments, efficiency_csv=tmp_path / "efficiency.csv")
     html = out.read_text()
     header, *rows = parse(html).tables["efficiency"]

@@ -24,14 +24,18 @@ MAIN_TABLE_COLUMNS = [
     Column("inference_peak_mb", "Inference peak MB", lambda r: count(r["inference_peak_mb"])),
     Column("nqm_mean", "Mean NQM", lambda r: number(r["nqm_mean"])),
 ]
-ABLATION_COLUMNS = [
-    Column("variant", "Variant", lambda r: r["variant"], numeric=False),
-    Column("seeds", "Seeds", lambda r: count(r["seeds"])),
-    Column("epochs", "Epochs", lambda r: count(r["epochs"])),
+SEED_SPREAD_COLUMNS = [
     Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
     Column("dice", "Test Dice (mean over seeds)", lambda r: number(r["dice"])),
     Column("dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"),
     Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+]
+"""Training time, and test Dice over seeds with their range, of a table with one row per setting."""
+ABLATION_COLUMNS = [
+    Column("variant", "Variant", lambda r: r["variant"], numeric=False),
+    Column("seeds", "Seeds", lambda r: count(r["seeds"])),
+    Column("epochs", "Epochs", lambda r: count(r["epochs"])),
+    *SEED_SPREAD_COLUMNS,
     Column("dice_vs_reference", "Dice − paper recipe", lambda r: number(r["dice_vs_reference"])),
 ]
 EFFICIENCY_TABLE_COLUMNS = [
@@ -40,10 +44,7 @@ EFFICIENCY_TABLE_COLUMNS = [
     Column("train_cases", "Training cases", lambda r: count(r["train_cases"])),
     Column("seeds", "Seeds", lambda r: count(r["seeds"])),
     Column("iterations", "Optimiser steps", lambda r: count(r["iterations"])),
-    Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
-    Column("dice", "Test Dice (mean over seeds)", lambda r: number(r["dice"])),
-    Column("dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"),
-    Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+    *SEED_SPREAD_COLUMNS,
 ]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
