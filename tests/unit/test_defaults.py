@@ -28,6 +28,7 @@ STAGE_DEFAULTS = {
     ("trajectory_stage", "snapshots"): None,
     ("report_stage", "repository"): None,
     ("report_stage", "ablation_csv"): "ablation_table",
+    ("report_stage", "efficiency_csv"): None,
 }
 
 

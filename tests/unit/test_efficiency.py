@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from mednca.errors import DataError
-from mednca.evaluate.curve import CURVE_COLUMNS
-from mednca.evaluate.efficiency import EFFICIENCY_COLUMNS, efficiency_table_stage
+from mednca.evaluate.columns import CURVE_COLUMNS, EFFICIENCY_COLUMNS
+from mednca.evaluate.efficiency import efficiency_table_stage
 from mednca.train.data import choose_cases
 
 

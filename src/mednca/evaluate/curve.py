@@ -17,23 +17,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from mednca.errors import DataError
+from mednca.evaluate.columns import CURVE_COLUMNS
 from mednca.evaluate.evaluation import held_out_cases, load_segmenter, score_cases, summarise
 from mednca.io import check_output, write_csv
 from mednca.train.checkpoint import load
 from mednca.train.loop import snapshot_paths
 
 log = logging.getLogger(__name__)
-
-CURVE_COLUMNS = [
-    "epoch",
-    "iterations",
-    "train_seconds",
-    "cases",
-    "dice_mean",
-    "dice_std",
-    "hd95_mean",
-    "hd95_std",
-]
 
 
 @dataclass(frozen=True)

@@ -16,27 +16,10 @@ from typing import Any
 import pandas as pd
 
 from mednca.errors import DataError
-from mednca.evaluate.curve import CURVE_COLUMNS
+from mednca.evaluate.columns import CURVE_COLUMNS, EFFICIENCY_COLUMNS
 from mednca.io import check_output, write_csv
 
 log = logging.getLogger(__name__)
-
-EFFICIENCY_COLUMNS = [
-    "dataset",
-    "model",
-    "cases",
-    "train_cases",
-    "seed",
-    "iterations",
-    "batch_size",
-    "train_seconds",
-    "test_cases",
-    "dice_mean",
-    "dice_std",
-    "hd95_mean",
-    "hd95_std",
-]
-"""``cases`` is the k asked for ("all" for the whole train split), ``train_cases`` the cases trained on."""
 
 
 def _training_record(path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mednca.errors import DataError
-from mednca.evaluate.efficiency import EFFICIENCY_COLUMNS
+from mednca.evaluate.columns import EFFICIENCY_COLUMNS
 
 MAIN_COLUMNS = [
     "dataset",
