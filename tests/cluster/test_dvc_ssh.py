@@ -87,7 +87,7 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):
 def small_demo(repo: Path) -> None:
     """The demo reduced to one dataset, one model and one study, named in params.yaml."""
     demo = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
-    demo.update(datasets=["phantom"], models=["unet"], transfer=[])
+    demo.update(datasets=["phantom"], models=["unet"], transfer=[], data_efficiency={"dataset": None})
     demo["model_settings"] = {"unet": demo["model_settings"]["unet"]}
     demo["robustness"]["studies"] = ["shift"]
     (repo / "config" / "small_demo.yaml").write_text(yaml.safe_dump(demo))

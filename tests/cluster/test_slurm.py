@@ -63,6 +63,7 @@ def cluster_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "datasets": ["phantom"],
         "models": ["med_nca", "unet"],
         "transfer": [],
+        "data_efficiency": {"dataset": None},
         "model_settings": {"med_nca": {"training": {"epochs": EPOCHS, "checkpoint_every": 1}}},
         "robustness": {"studies": STUDIES},
     }

@@ -131,6 +131,7 @@ def test_killed_run_resumes_after_unlock(project: Path) -> None:
                 "datasets": ["phantom"],
                 "models": ["med_nca"],
                 "transfer": [],
+                "data_efficiency": {"dataset": None},
                 "model_settings": {"med_nca": {"training": {"epochs": 25, "checkpoint_every": 1}}},
             }
         )
