@@ -29,7 +29,7 @@ from mednca.report.collect import (
     run_files,
 )
 from mednca.report.findings import dice_findings, equal_time_findings, quality_findings, robustness_findings
-from mednca.report.tables import main_table, robustness_summary
+from mednca.report.tables import main_table, robustness_summary, small_split_volumes
 
 STUDIES = ["shift", "noise"]
 PAPER = {"phantom": {"med_nca": {"dice": 0.9, "dice_std": 0.05}, "unet": {"dice": 0.8}}}
@@ -316,6 +316,51 @@ def test_single_model_report_says_what_it_cannot_compare(results: Path) -> None:
 def test_report_of_an_empty_results_folder(tmp_path: Path) -> None:
     html = build(tmp_path / "results", runs=[Run("phantom", "med_nca", 0)])
     assert "Missing results" in html and "No evaluation results" in html
+
+
+def test_small_test_split_is_shown_volume_by_volume(results: Path) -> None:
+    header, *rows = parse(build(results)).tables["per-volume"]
+    assert [text for text, _ in header] == [
+        "Dataset",
+        "Test case",
+        "Model",
+        "Seed",
+        "Dice",
+        "HD95 (mm)",
+        "NQM",
+    ]
+    expected = {}
+    for run in RUNS:
+        per_case = pd.read_csv(
+            results / "metrics" / "phantom" / run.model / f"seed{run.seed}" / "per_case.csv"
+        )
+        for case, dice in per_case[["case_id", "dice"]].itertuples(index=False):
+            expected[(case, run.model, run.seed)] = dice
+    names = {"Med-NCA": "med_nca", "UNet": "unet"}
+    shown = {(row[1][0], names[row[2][0]], int(row[3][0])): float(row[4][1]) for row in rows}
+    assert shown.keys() == expected.keys()
+    assert all(shown[key] == pytest.approx(expected[key]) for key in expected)
+
+
+def test_only_small_test_splits_are_listed_volume_by_volume() -> None:
+    per_case = pd.DataFrame(
+        {
+            "dataset": ["big"] * 5 + ["small"] * 2,
+            "model": "segnet",
+            "seed": 0,
+            "case_id": ["a", "b", "c", "d", "e", "y", "x"],
+            "dice": 0.5,
+            "hd95": 1.0,
+        }
+    )
+    volumes = small_split_volumes(per_case, fewer_than=5)
+    assert list(volumes["case_id"]) == ["x", "y"] and set(volumes["dataset"]) == {"small"}
+    assert volumes["nqm"].isna().all()
+    assert small_split_volumes(per_case, fewer_than=6)["dataset"].value_counts().to_dict() == {
+        "big": 5,
+        "small": 2,
+    }
+    assert small_split_volumes(per_case.iloc[:0], fewer_than=5).empty
 
 
 def test_main_table_pools_cases_and_seeds() -> None:

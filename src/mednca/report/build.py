@@ -33,10 +33,12 @@ from mednca.report.columns import (
     DATASET_COLUMNS,
     EFFICIENCY_TABLE_COLUMNS,
     MAIN_TABLE_COLUMNS,
+    PER_VOLUME_COLUMNS,
     STAGE_COLUMNS,
     VERSION_COLUMNS,
     robustness_columns,
 )
+from mednca.report.findings import FEW_TEST_CASES
 from mednca.report.provenance import package_versions, run_info
 from mednca.report.render import FigureItem, html_table, render_report
 from mednca.report.sections import (
@@ -55,6 +57,7 @@ from mednca.report.tables import (
     read_efficiency,
     robustness_summary,
     robustness_wide,
+    small_split_volumes,
     stage_times,
 )
 
@@ -102,13 +105,16 @@ def report_stage(
     first_seed = min((run.seed for run in runs), default=0)
     stages = stage_times(load_benchmarks(files.benchmarks))
     efficiency = None if efficiency_csv is None else read_efficiency(Path(efficiency_csv))
+    volumes = small_split_volumes(per_case, FEW_TEST_CASES)
     context = {
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
         "missing": missing.paths,
+        "few_test_cases": FEW_TEST_CASES,
         "findings": findings_sections(table, robust, quality, paper_parameters, curves, paper_dice),
         "tables": {
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
+            "per_volume": None if volumes.empty else html_table(volumes, PER_VOLUME_COLUMNS, "per-volume"),
             "datasets": html_table(overview, DATASET_COLUMNS, "datasets"),
             "stages": html_table(stages, STAGE_COLUMNS, "stage-times"),
             "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),

@@ -46,6 +46,15 @@ EFFICIENCY_TABLE_COLUMNS = [
     Column("iterations", "Optimiser steps", lambda r: count(r["iterations"])),
     *SEED_SPREAD_COLUMNS,
 ]
+PER_VOLUME_COLUMNS = [
+    Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
+    Column("case_id", "Test case", lambda r: r["case_id"], numeric=False),
+    Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
+    Column("seed", "Seed", lambda r: count(r["seed"])),
+    Column("dice", "Dice", lambda r: number(r["dice"])),
+    Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+    Column("nqm", "NQM", lambda r: number(r["nqm"])),
+]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
     Column("train_cases", "Train cases", lambda r: count(r["train_cases"])),

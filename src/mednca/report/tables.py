@@ -89,6 +89,21 @@ def main_table(per_case: pd.DataFrame, summaries: pd.DataFrame, paper: dict) -> 
     return pd.DataFrame(rows, columns=MAIN_COLUMNS)
 
 
+def small_split_volumes(per_case: pd.DataFrame, fewer_than: int) -> pd.DataFrame:
+    """Every test volume of the datasets whose test split has fewer than ``fewer_than`` volumes.
+
+    Columns dataset, case_id, model, seed, dice, hd95, nqm; sorted by dataset, case, model and seed. Such a
+    split's mean is a check rather than an estimate, so the report shows its volumes one by one.
+    """
+    columns = ["dataset", "case_id", "model", "seed", "dice", "hd95", "nqm"]
+    if per_case.empty:
+        return pd.DataFrame(columns=columns)
+    volumes = per_case.groupby("dataset")["case_id"].nunique()
+    small = volumes.index[volumes < fewer_than]
+    rows = per_case[per_case["dataset"].isin(small)].reindex(columns=columns)
+    return rows.sort_values(["dataset", "case_id", "model", "seed"]).reset_index(drop=True)
+
+
 def severity_means(robustness: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean Dice over the rows of each ``keys`` group and severity, with the study's value at that severity.
 
