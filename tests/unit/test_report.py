@@ -327,6 +327,8 @@ def test_small_test_split_is_shown_volume_by_volume(results: Path) -> None:
         "Seed",
         "Dice",
         "HD95 (mm)",
+        "Label voxels",
+        "Predicted voxels",
         "NQM",
     ]
     expected = {}
@@ -340,6 +342,7 @@ def test_small_test_split_is_shown_volume_by_volume(results: Path) -> None:
     shown = {(row[1][0], names[row[2][0]], int(row[3][0])): float(row[4][1]) for row in rows}
     assert shown.keys() == expected.keys()
     assert all(shown[key] == pytest.approx(expected[key]) for key in expected)
+    assert all(row[-1][0] == "–" for row in rows if row[2][0] == "UNet"), "NQM is an NCA's measure"
 
 
 def test_only_small_test_splits_are_listed_volume_by_volume() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mednca.names import display_name
+from mednca.names import display_name, is_nca
 from mednca.report.render import Column, count, is_missing, mean_std, number, seconds
 
 MAIN_TABLE_COLUMNS = [
@@ -53,7 +53,9 @@ PER_VOLUME_COLUMNS = [
     Column("seed", "Seed", lambda r: count(r["seed"])),
     Column("dice", "Dice", lambda r: number(r["dice"])),
     Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
-    Column("nqm", "NQM", lambda r: number(r["nqm"])),
+    Column("label_voxels", "Label voxels", lambda r: count(r["label_voxels"])),
+    Column("predicted_voxels", "Predicted voxels", lambda r: count(r["predicted_voxels"])),
+    Column("nqm", "NQM", lambda r: number(r["nqm"]) if is_nca(r["model"]) else "–"),
 ]
 DATASET_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),

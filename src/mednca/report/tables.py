@@ -92,10 +92,21 @@ def main_table(per_case: pd.DataFrame, summaries: pd.DataFrame, paper: dict) -> 
 def small_split_volumes(per_case: pd.DataFrame, fewer_than: int) -> pd.DataFrame:
     """Every test volume of the datasets whose test split has fewer than ``fewer_than`` volumes.
 
-    Columns dataset, case_id, model, seed, dice, hd95, nqm; sorted by dataset, case, model and seed. Such a
+    Columns dataset, case_id, model, seed, dice, hd95, label_voxels, predicted_voxels, nqm; sorted by
+    dataset, case, model and seed. Such a
     split's mean is a check rather than an estimate, so the report shows its volumes one by one.
     """
-    columns = ["dataset", "case_id", "model", "seed", "dice", "hd95", "nqm"]
+    columns = [
+        "dataset",
+        "case_id",
+        "model",
+        "seed",
+        "dice",
+        "hd95",
+        "label_voxels",
+        "predicted_voxels",
+        "nqm",
+    ]
     if per_case.empty:
         return pd.DataFrame(columns=columns)
     volumes = per_case.groupby("dataset")["case_id"].nunique()
