@@ -93,8 +93,8 @@ def small_split_volumes(per_case: pd.DataFrame, fewer_than: int) -> pd.DataFrame
     """Every test volume of the datasets whose test split has fewer than ``fewer_than`` volumes.
 
     Columns dataset, case_id, model, seed, dice, hd95, label_voxels, predicted_voxels, nqm; sorted by
-    dataset, case, model and seed. Such a
-    split's mean is a check rather than an estimate, so the report shows its volumes one by one.
+    dataset, case, model and seed. Such a split's mean is a check rather than an estimate, so the report
+    shows its volumes one by one.
     """
     columns = [
         "dataset",
