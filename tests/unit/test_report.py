@@ -510,6 +510,32 @@ def test_equal_time_findings_compare_at_the_shortest_run_and_say_when_the_paper_
     )
 
 
+def test_findings_describe_a_model_that_has_no_med_nca_or_unet_to_compare_with() -> None:
+    curves = pd.DataFrame(
+        [
+            {"dataset": "b", "model": "segnet", "seed": seed, "epoch": e, "train_seconds": t, "dice_mean": d}
+            for seed, points in (
+                (0, [(2, 300.0, 0.70), (4, 600.0, 0.60)]),
+                (1, [(2, 320.0, 0.74), (4, 640.0, 0.82)]),
+            )
+            for e, t, d in points
+        ]
+    )
+    assert equal_time_findings(curves, {}) == [
+        "b: SegNet's test Dice went from 0.720 after 5.2 min (epoch 2) to 0.710 after 10.3 min (epoch 4), "
+        "mean over 2 seed(s); its best point was 0.820 (seed 1, epoch 4)."
+    ]
+    robustness = pd.DataFrame(
+        [
+            {"dataset": "b", "study": "shift", "model": "segnet", "severity": s, "value": 0.1 * s, "dice": d}
+            for s, d in enumerate([0.80, 0.60, 0.70])
+        ]
+    )
+    assert robustness_findings(robustness_summary(robustness)) == [
+        "b, shift: SegNet's mean Dice went from 0.800 (clean) to 0.600 at 0.1."
+    ]
+
+
 def _report_arguments(results: Path, out: Path) -> dict:
     """``report_stage``'s arguments for the result tree ``results``, writing ``out``."""
     return {

@@ -9,6 +9,7 @@ the report's tables; where a comparison lacks its inputs the sentence says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -116,11 +117,22 @@ def robustness_findings(summary: pd.DataFrame) -> list[str]:
         for study in sorted(summary.loc[summary["dataset"] == dataset, "study"].unique()):
             nca, unet = (_largest_drop(summary, dataset, study, model) for model in (NCA, BASELINE))
             if nca is None:
+                sentences += _single_model_drops(summary, dataset, study)
                 continue
             drops[study] = (nca["drop"], None if unet is None else unet["drop"])
             unet_text = "" if unet is None else f"; the UNet's {_worst_level(unet)}"
             sentences.append(f"{dataset}, {study}: Med-NCA's mean Dice {_worst_level(nca)}{unet_text}.")
         sentences += _claim_sentences(dataset, drops)
+    return sentences
+
+
+def _single_model_drops(summary: pd.DataFrame, dataset: str, study: str) -> list[str]:
+    """The largest Dice drop of every model of a study that has no Med-NCA to compare with."""
+    models = summary.loc[(summary["dataset"] == dataset) & (summary["study"] == study), "model"].unique()
+    sentences = []
+    for model in _compared_first(models):
+        if (row := _largest_drop(summary, dataset, study, model)) is not None:
+            sentences.append(f"{dataset}, {study}: {display_name(model)}'s mean Dice {_worst_level(row)}.")
     return sentences
 
 
@@ -185,7 +197,8 @@ def _mean_dice_at(runs: pd.DataFrame, elapsed: float) -> float:
 
 
 def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, float]]) -> list[str]:
-    """Per dataset: Med-NCA vs UNet at equal training time, and when each reached its paper's Dice.
+    """Per dataset: Med-NCA vs UNet at equal training time, and for every model when it reached its
+    paper's Dice or, without a published Dice, how its learning curve went.
 
     The equal time is ``equal_budget``; each model's Dice then is the mean over its seeds of the last
     learning-curve point at or before it. curves columns: dataset, model, seed, train_seconds,
@@ -197,11 +210,35 @@ def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, fl
         nca, unet = (subset[subset["model"] == model] for model in (NCA, BASELINE))
         if not nca.empty and not unet.empty:
             sentences.append(_equal_time_sentence(dataset, nca, unet))
-        for model, runs in ((NCA, nca), (BASELINE, unet)):
-            paper = paper_dice.get(dataset, {}).get(model)
-            if not runs.empty and paper is not None and math.isfinite(paper):
+        for model in _compared_first(subset["model"].unique()):
+            runs, paper = subset[subset["model"] == model], paper_dice.get(dataset, {}).get(model)
+            if paper is not None and math.isfinite(paper):
                 sentences.append(_paper_reached_sentence(dataset, model, runs, paper))
+            else:
+                sentences.append(_curve_sentence(dataset, model, runs))
     return sentences
+
+
+def _compared_first(models: Iterable[str]) -> list[str]:
+    """Med-NCA, then the UNet, then every other model alphabetically (those present)."""
+    return sorted(models, key=lambda model: ({NCA: 0, BASELINE: 1}.get(model, 2), model))
+
+
+def _curve_sentence(dataset: str, model: str, runs: pd.DataFrame) -> str:
+    """A model's first and last learning-curve points (mean over seeds) and its best point, for a model
+    without a published Dice to compare with."""
+    by_epoch = runs.groupby("epoch").agg(
+        dice_mean=("dice_mean", "mean"), train_seconds=("train_seconds", "mean")
+    )
+    first, last = by_epoch.iloc[0], by_epoch.iloc[-1]
+    best = runs.loc[runs["dice_mean"].idxmax()]
+    return (
+        f"{dataset}: {display_name(model)}'s test Dice went from {first['dice_mean']:.3f} after "
+        f"{seconds(first['train_seconds'])} (epoch {by_epoch.index[0]}) to {last['dice_mean']:.3f} after "
+        f"{seconds(last['train_seconds'])} (epoch {by_epoch.index[-1]}), mean over {runs['seed'].nunique()} "
+        f"seed(s); its best point was {best['dice_mean']:.3f} (seed {int(best['seed'])}, epoch "
+        f"{int(best['epoch'])})."
+    )
 
 
 def equal_budget(*runs: pd.DataFrame) -> float:
