@@ -28,8 +28,14 @@ from mednca.report.collect import (
     report_files,
     run_files,
 )
-from mednca.report.findings import dice_findings, equal_time_findings, quality_findings, robustness_findings
-from mednca.report.tables import main_table, robustness_summary, small_split_volumes
+from mednca.report.findings import (
+    dice_findings,
+    efficiency_findings,
+    equal_time_findings,
+    quality_findings,
+    robustness_findings,
+)
+from mednca.report.tables import efficiency_summary, main_table, robustness_summary, small_split_volumes
 
 STUDIES = ["shift", "noise"]
 PAPER = {"phantom": {"med_nca": {"dice": 0.9, "dice_std": 0.05}, "unet": {"dice": 0.8}}}
@@ -534,6 +540,36 @@ def test_findings_describe_a_model_that_has_no_med_nca_or_unet_to_compare_with()
     assert robustness_findings(robustness_summary(robustness)) == [
         "b, shift: SegNet's mean Dice went from 0.800 (clean) to 0.600 at 0.1."
     ]
+
+
+def test_efficiency_findings_rank_the_models_and_judge_pre_training_at_the_fewest_cases() -> None:
+    dice = {
+        ("segnet", "2"): [0.30, 0.40],
+        ("segnet_from_brats", "2"): [0.50, 0.60],
+        ("med_nca", "2"): [0.70, 0.60],
+        ("segnet", "all"): [0.85],
+        ("segnet_from_brats", "all"): [0.80],
+        ("med_nca", "all"): [0.88],
+    }
+    runs = pd.DataFrame(
+        [
+            {"model": model, "cases": cases, "train_cases": 140 if cases == "all" else int(cases),
+             "seed": seed, "iterations": 200, "train_seconds": 60.0, "dice_mean": value, "hd95_mean": 2.0}
+            for (model, cases), values in dice.items()
+            for seed, value in enumerate(values)
+        ]
+    )  # fmt: skip
+    assert efficiency_findings(efficiency_summary(runs)) == [
+        "Trained on 2 case(s) with equal budgets: mean test Dice Med-NCA 0.650 (2 seeds), SegNet (from "
+        "brats) 0.550 (2 seeds), SegNet 0.350 (2 seeds).",
+        "Trained on 140 case(s) with equal budgets: mean test Dice Med-NCA 0.880, SegNet 0.850, SegNet (from "
+        "brats) 0.800.",
+        "Pre-training on brats changed SegNet's mean test Dice by k=2 +0.200, k=140 -0.050; it helped at 1 "
+        "of 2 k values.",
+        "The claim that a model pre-trained on brats needs less data (better with the fewest cases, k=2) "
+        "held for SegNet.",
+    ]
+    assert len(efficiency_findings(efficiency_summary(runs[runs["model"] != "segnet"]))) == 2
 
 
 def _report_arguments(results: Path, out: Path) -> dict:

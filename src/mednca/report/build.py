@@ -105,13 +105,16 @@ def report_stage(
     first_seed = min((run.seed for run in runs), default=0)
     stages = stage_times(load_benchmarks(files.benchmarks))
     efficiency = None if efficiency_csv is None else read_efficiency(Path(efficiency_csv))
+    efficiency_rows = None if efficiency is None else efficiency_summary(efficiency)
     volumes = small_split_volumes(per_case, FEW_TEST_CASES)
     context = {
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
         "missing": missing.paths,
         "few_test_cases": FEW_TEST_CASES,
-        "findings": findings_sections(table, robust, quality, paper_parameters, curves, paper_dice),
+        "findings": findings_sections(
+            table, robust, quality, paper_parameters, curves, paper_dice, efficiency_rows
+        ),
         "tables": {
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
             "per_volume": None if volumes.empty else html_table(volumes, PER_VOLUME_COLUMNS, "per-volume"),
@@ -121,8 +124,8 @@ def report_stage(
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
             "ablation": None if ablation_csv is None else ablation_table(Path(ablation_csv)),
             "efficiency": None
-            if efficiency is None
-            else html_table(efficiency_summary(efficiency), EFFICIENCY_TABLE_COLUMNS, "efficiency"),
+            if efficiency_rows is None
+            else html_table(efficiency_rows, EFFICIENCY_TABLE_COLUMNS, "efficiency"),
         },
         "figures": {
             "examples": figure_item(

@@ -279,3 +279,48 @@ def _paper_reached_sentence(dataset: str, model: str, runs: pd.DataFrame, paper:
         f"was {best['dice_mean']:.3f} after {seconds(best['train_seconds'])} (seed {int(best['seed'])}, "
         f"epoch {int(best['epoch'])})."
     )
+
+
+def efficiency_findings(summary: pd.DataFrame) -> list[str]:
+    """The data-efficiency study: every model's Dice with the fewest and the most training cases, and for
+    every fine-tuned model ``{model}_from_{source}`` what pre-training changed against ``model`` trained from
+    scratch. summary: ``efficiency_summary`` (model, cases, train_cases, seeds, dice)."""
+    by_cases = summary.sort_values("train_cases", kind="stable")
+    ends = list(dict.fromkeys([by_cases["cases"].iloc[0], by_cases["cases"].iloc[-1]]))
+    sentences = [_efficiency_ranking(by_cases[by_cases["cases"] == cases]) for cases in ends]
+    models = set(summary["model"])
+    for model in _compared_first(models):
+        base, _, source = model.partition("_from_")
+        if source and base in models:
+            sentences += _pretraining_sentences(by_cases, model, base, source)
+    return sentences
+
+
+def _efficiency_ranking(rows: pd.DataFrame) -> str:
+    """The models' mean test Dice at one k, best first."""
+    rows = rows.sort_values("dice", ascending=False, kind="stable")
+    scores = ", ".join(
+        f"{display_name(row.model)} {row.dice:.3f}" + (f" ({row.seeds} seeds)" if row.seeds > 1 else "")
+        for row in rows.itertuples()
+    )
+    return (
+        f"Trained on {int(rows['train_cases'].iloc[0])} case(s) with equal budgets: mean test Dice {scores}."
+    )
+
+
+def _pretraining_sentences(by_cases: pd.DataFrame, tuned: str, base: str, source: str) -> list[str]:
+    """Per k, the fine-tuned model's Dice minus its from-scratch counterpart's; the verdict at the
+    smallest k (MRISeg's claim that the pre-trained model transfers with little data)."""
+    dice = by_cases.pivot_table(index="train_cases", columns="model", values="dice", sort=True)
+    gains = (dice[tuned] - dice[base]).dropna()
+    if gains.empty:
+        return []
+    listed = ", ".join(f"k={k} {_signed(gain)}" for k, gain in gains.items())
+    fewest = gains.index[0]
+    verdict = "held" if gains.iloc[0] > 0 else "did not hold"
+    return [
+        f"Pre-training on {source} changed {display_name(base)}'s mean test Dice by {listed}; it helped at "
+        f"{int((gains > 0).sum())} of {len(gains)} k values.",
+        f"The claim that a model pre-trained on {source} needs less data (better with the fewest cases, "
+        f"k={fewest}) {verdict} for {display_name(base)}.",
+    ]

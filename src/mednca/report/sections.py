@@ -11,7 +11,13 @@ from mednca.evaluate.quality import quality_population
 from mednca.names import display_name, is_nca
 from mednca.report import figures
 from mednca.report.collect import Run, RunFiles, first_seeds, load_gallery, load_trajectory, rows_of
-from mednca.report.findings import dice_findings, equal_time_findings, quality_findings, robustness_findings
+from mednca.report.findings import (
+    dice_findings,
+    efficiency_findings,
+    equal_time_findings,
+    quality_findings,
+    robustness_findings,
+)
 from mednca.report.render import FigureItem, number
 
 GALLERY_DPI = 60
@@ -149,8 +155,10 @@ def findings_sections(
     paper_parameters: dict,
     curves: pd.DataFrame,
     paper_dice: dict[str, dict[str, float]],
+    efficiency: pd.DataFrame | None = None,
 ) -> list[dict]:
-    """The findings sections, each with a title, its sentences and what to say when it has none."""
+    """The findings sections, each with a title, its sentences and what to say when it has none; the
+    data-efficiency section only when ``efficiency`` (``efficiency_summary``) is given."""
     quality_by_key = {
         (run.dataset, run.model, run.seed): summary for run, summary in quality.items() if is_nca(run.model)
     }
@@ -175,4 +183,14 @@ def findings_sections(
             "sentences": quality_findings(quality_by_key),
             "empty": "No NCA run with repeated runs and varying Dice.",
         },
-    ]
+    ] + (
+        []
+        if efficiency is None
+        else [
+            {
+                "title": "How much data each model needs",
+                "sentences": efficiency_findings(efficiency),
+                "empty": "",
+            }
+        ]
+    )
