@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -201,20 +202,29 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     assert tuned["training"]["train_cases"] == 2
 
 
-def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_iteration() -> None:
+def _rates(settings: TrainingSettings, iterations: int) -> list[float]:
+    """The learning rate of every optimiser step of a run of ``iterations`` steps at lr 0.1."""
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.1)
-    settings = TrainingSettings(epochs=1, batch_size=1, schedule="cosine", warmup_iterations=4)
-    scheduler = loop.build_scheduler(optimizer, settings, iterations=20)
+    scheduler = loop.build_scheduler(optimizer, settings, iterations=iterations)
     rates = []
-    for _ in range(20):
+    for _ in range(iterations):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    return rates
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_iteration() -> None:
+    settings = TrainingSettings(epochs=1, batch_size=1, schedule="cosine", warmup_iterations=4)
+    rates = _rates(settings, iterations=40)
     assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
     assert max(rates) == pytest.approx(0.1) and rates[4] == pytest.approx(0.1)
     assert all(later <= earlier for earlier, later in zip(rates[4:], rates[5:], strict=False))
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    # In a run of 20 steps the warm-up takes a tenth of it, not 4 steps.
+    short = _rates(settings, iterations=20)
+    assert short[:4] == pytest.approx([0.05, 0.1, 0.1, 0.05 * (1 + math.cos(math.pi / 18))])
 
 
 def test_only_the_cosine_schedule_ties_a_checkpoint_to_the_epoch_count_and_snapshots_never() -> None:
@@ -232,8 +242,14 @@ def test_weight_average_follows_the_weights_with_its_decay() -> None:
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(4.0)
-    average.update(model)
+    average.update(model, step=100)
     torch.testing.assert_close(average.state["weight"], start + 1.0)
+    # Early steps use the warmed-up decay (1 + n) / (10 + n): at step 1, 2/11 instead of 0.75.
+    assert average.decay_at(1) == pytest.approx(2 / 11) and average.decay_at(100) == 0.75
+    with torch.no_grad():
+        model.weight.copy_(start)
+    average.update(model, step=1)
+    torch.testing.assert_close(average.state["weight"], start + 1.0 * 2 / 11)
 
 
 def test_recipe_options_change_training_and_resume_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
