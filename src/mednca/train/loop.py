@@ -45,7 +45,7 @@ class TrainingSettings:
     """Optimisation settings of one model (Med-NCA defaults: Adam 1.6e-3, betas (0.5, 0.5), decay 0.9999).
 
     The recipe options are off by default (the paper's training): ``schedule`` ``exponential``
-    (``lr_gamma`` per step) or ``cosine`` (linear warm-up over ``warmup_iterations``, at most a tenth of the
+    (``lr_gamma`` per step) or ``cosine`` (linear warm-up over ``warmup_iterations``, at most a fifth of the
     run, then cosine decay to 0 at the last iteration); ``dice_weight`` and ``bce_weight`` weigh the two
     terms of ``dice_bce``; ``grad_clip`` > 0 clips the gradients' total norm; ``ema_decay`` > 0 keeps an
     exponential moving average of the weights (``WeightAverage``, its decay warmed up), which is what the
@@ -105,7 +105,7 @@ def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim
     raise ValueError(f"unknown optimizer '{settings.optimizer}' (expected 'adam' or 'sgd')")
 
 
-MAX_WARMUP_SHARE = 10
+MAX_WARMUP_SHARE = 5
 """The cosine schedule's warm-up takes at most 1/MAX_WARMUP_SHARE of the run's optimiser steps."""
 
 
