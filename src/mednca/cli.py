@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
     predict.add_argument("--model", required=True, help="model file (model.pt)")
     predict.add_argument(
-        "--input", required=True, nargs="+", help="image file, or one 3D file per channel in training order"
+        "--input",
+        required=True,
+        nargs="+",
+        help="image file, or one 3D file per channel in training order; for a BraTS model also a case folder "
+        "or its *_{sequence}.nii.gz files in any order",
     )
     predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
     predict.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")

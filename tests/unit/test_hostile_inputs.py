@@ -106,6 +106,60 @@ def test_predict_never_overwrites_another_input_sequence(tmp_path: Path, capsys)
     assert main(_predict(model, [t1, flair], tmp_path / "seg.nii.gz")) == 0
 
 
+def _brats_model_and_case(tmp_path: Path, sequences=("t1", "t2", "flair", "seg")) -> tuple[Path, Path]:
+    """A model file taking (t1, flair) and a BraTS case folder with the given files."""
+    model = tmp_path / "model.pt"
+    checkpoint.save(model, _model_payload(2, layout="brats", sequences=["t1", "flair"]))
+    rng = np.random.default_rng(2)
+    case = tmp_path / "BraTS20_Training_007"
+    for name in sequences:
+        write_nifti(case / f"BraTS20_Training_007_{name}.nii.gz", rng.random((12, 10, 8)))
+    return model, case
+
+
+def test_predict_takes_a_brats_case_folder(tmp_path: Path) -> None:
+    model, case = _brats_model_and_case(tmp_path)
+    output = tmp_path / "seg.nii.gz"
+    assert main(_predict(model, [case], output)) == 0
+    assert nib.load(output).shape == (12, 10, 8)
+
+
+def test_predict_orders_named_sequence_files_as_in_training(tmp_path: Path) -> None:
+    from mednca.data.layout import order_sequence_files
+
+    flair, t1 = Path("a/x_FLAIR.nii.gz"), Path("b/x_t1.nii")
+    assert order_sequence_files([flair, t1], ("t1", "flair")) == [t1, flair]
+    unnamed = [Path("one.nii.gz"), Path("x_t1.nii.gz")]
+    assert order_sequence_files(unnamed, ("flair", "t1")) == unnamed
+
+
+@pytest.mark.parametrize(
+    ("case_files", "inputs", "message"),
+    [
+        (("t1", "t2", "seg"), None, "no file for the 'flair' sequence"),
+        (("t1", "t1ce", "flair"), ["t1ce", "flair"], "the files are t1ce, flair; the model takes t1, flair"),
+        (("t1", "flair"), ["t1", "t1"], "the files are t1, t1; the model takes t1, flair"),
+        (("t1", "flair"), ["flair"], "the files are flair; the model takes t1, flair"),
+    ],
+)
+def test_predict_names_missing_or_wrong_brats_sequences(
+    tmp_path: Path, capsys, case_files: tuple[str, ...], inputs: list[str] | None, message: str
+) -> None:
+    model, case = _brats_model_and_case(tmp_path, case_files)
+    given = [case] if inputs is None else [case / f"BraTS20_Training_007_{name}.nii.gz" for name in inputs]
+    assert main(_predict(model, given, tmp_path / "seg.nii.gz")) == 2
+    line = _one_error_line(capsys)
+    assert message in line and str(case) in line
+    assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_predict_names_the_sequences_a_brats_model_takes(tmp_path: Path, capsys) -> None:
+    model, _ = _brats_model_and_case(tmp_path, ())
+    image = write_nifti(tmp_path / "image.nii.gz", np.zeros((12, 10, 8)))
+    assert main(_predict(model, [image], tmp_path / "seg.nii.gz")) == 2
+    assert "takes 2 input channel(s) (t1, flair), the input has 1" in _one_error_line(capsys)
+
+
 def test_predict_refuses_special_files_and_keeps_them(
     model_file: Path, image_file: Path, tmp_path: Path, capsys
 ):

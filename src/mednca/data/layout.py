@@ -327,6 +327,56 @@ def discover_brats(folder: Path, sequences: tuple[str, ...] = ("t1", "t2", "flai
     return discovery
 
 
+def brats_sequence(path: Path) -> str | None:
+    """The BraTS sequence (or ``"seg"``) a file name ends with, in any letter case: ``x_flair.nii.gz`` ->
+    ``"flair"``; None for names that end with none."""
+    stem = strip_nifti_suffix(path.name)
+    if stem is None or "_" not in stem:
+        return None
+    tail = stem.rsplit("_", 1)[1].lower()
+    return tail if tail in (*BRATS_SEQUENCES, "seg") else None
+
+
+def case_sequence_files(folder: Path, sequences: tuple[str, ...]) -> list[Path]:
+    """The files of ``sequences`` (in that order) in one case folder, by name (``*_{sequence}.nii[.gz]``).
+
+    A sequence with no file or with several is a DataError naming the folder.
+    """
+    by_sequence: dict[str, list[Path]] = {}
+    for path in _entries(folder):
+        if path.is_file() and not _is_hidden(path):
+            by_sequence.setdefault(brats_sequence(path) or "", []).append(path)
+    wanted = ", ".join(sequences)
+    for name in sequences:
+        found = by_sequence.get(name, [])
+        if len(found) != 1:
+            what = "no file" if not found else "several files: " + ", ".join(p.name for p in found)
+            raise DataError(
+                f"{folder}: {what} for the '{name}' sequence (*_{name}.nii.gz; the model takes {wanted})"
+            )
+    return [by_sequence[name][0] for name in sequences]
+
+
+def order_sequence_files(inputs: list[Path], sequences: tuple[str, ...]) -> list[Path]:
+    """One file per sequence in the order of ``sequences``, from a case folder or from files in any order.
+
+    Files are put in order only when every name ends with a sequence (``*_t1.nii.gz``); names that say
+    nothing are taken in the order given. Names that show a sequence the model does not take, or one
+    twice, are a DataError listing what the model takes.
+    """
+    if len(inputs) == 1 and inputs[0].is_dir():
+        return case_sequence_files(inputs[0], sequences)
+    named = [brats_sequence(path) for path in inputs]
+    if None in named:
+        return inputs
+    if sorted(named) != sorted(sequences):
+        raise DataError(
+            f"{', '.join(map(str, inputs))}: the files are {', '.join(map(str, named))}; "
+            f"the model takes {', '.join(sequences)}"
+        )
+    return [inputs[named.index(name)] for name in sequences]
+
+
 def detect_layout(folder: Path) -> str:
     """``"msd"`` if the folder has a dataset.json or imagesTr/, ``"brats"`` if it holds BraTS case folders."""
     if not folder.is_dir():

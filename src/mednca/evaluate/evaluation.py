@@ -63,8 +63,14 @@ class Segmenter:
         """Refuse input of ``channels`` channels (from ``source``) unless the model was trained on as many."""
         expected = self.model.in_channels // self.preprocessing.repeat_channels
         if channels != expected:
+            order = (
+                f" ({', '.join(self.preprocessing.sequences)})"
+                if self.preprocessing.layout == "brats"
+                else ""
+            )
             raise DataError(
-                f"{self.model_path}: the model takes {expected} input channel(s), {source} has {channels}"
+                f"{self.model_path}: the model takes {expected} input channel(s){order}, "
+                f"{source} has {channels}"
             )
 
     def segment(

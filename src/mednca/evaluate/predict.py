@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mednca.data.layout import Channel
+from mednca.data.layout import Channel, order_sequence_files
 from mednca.data.preprocessing import Preprocessing
 from mednca.data.volumes import (
     finite_float32,
@@ -52,6 +52,17 @@ def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tup
     return np.stack(channels), np.asarray(first.affine, dtype=np.float64)
 
 
+def _sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
+    """A BraTS model's inputs as one file per sequence in its training order (from a case folder or from
+    files named ``*_{sequence}.nii.gz`` in any order); other inputs unchanged."""
+    if preprocessing.layout != "brats":
+        return inputs
+    ordered = order_sequence_files(inputs, preprocessing.sequences)
+    if ordered != inputs:
+        log.info("input sequences %s: %s", ", ".join(preprocessing.sequences), ", ".join(map(str, ordered)))
+    return ordered
+
+
 def predict_file(
     model_path: Path,
     inputs: list[Path],
@@ -62,14 +73,17 @@ def predict_file(
 ) -> np.ndarray:
     """Segment the volume in ``inputs`` and write a {0, 1} label map with the input's shape and affine.
 
-    An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is logged. The output
-    is checked before anything is computed: a ``.nii`` or ``.nii.gz`` name that is none of the inputs nor
-    the model file.
+    A BraTS model also takes a case folder, or its sequence files in any order when their names end with
+    the sequence. An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is
+    logged. The output is checked before anything is computed: a ``.nii`` or ``.nii.gz`` name that is none
+    of the inputs nor the model file.
     """
     model_path, inputs, output = Path(model_path), [Path(p) for p in inputs], Path(output)
     check_output(output, [model_path, *inputs])
     is_compressed_nifti(output)
     segmenter = load_segmenter(model_path, device_name, runs, batch_size=64)
+    inputs = _sequence_files(inputs, segmenter.preprocessing)
+    check_output(output, [model_path, *inputs])
     image, affine = read_input_channels(inputs, segmenter.preprocessing)
     segmenter.check_channels(image.shape[0], "the input")
     generator = torch.Generator(device=segmenter.device).manual_seed(seed)
