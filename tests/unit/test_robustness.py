@@ -13,7 +13,7 @@ from conftest import PREPROCESSING
 from mednca.evaluate.evaluation import evaluate_stage, segment_case
 from mednca.evaluate.inference import nqm
 from mednca.evaluate.quality import failure_detection
-from mednca.perturb.robustness import robustness_stage
+from mednca.perturb.robustness import robustness_stage, strip_background
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import outputs_beside, train_stage
 
@@ -161,3 +161,53 @@ def test_each_case_is_segmented_clean_once_for_all_studies(
         fresh, before = (pd.read_csv(folder / f"{study}.csv") for folder in (tmp_path, run))
         timing = "inference_seconds"
         pd.testing.assert_frame_equal(fresh.drop(columns=timing), before.drop(columns=timing))
+
+
+def test_artefacts_leave_the_background_of_z_scored_images_at_zero() -> None:
+    raw = np.zeros((2, 4, 4, 3), dtype=np.float32)
+    raw[:, 1:3, 1:3] = 5.0
+    noisy = raw + np.random.default_rng(0).normal(size=raw.shape).astype(np.float32)
+    stripped = strip_background(noisy, raw, "zscore")
+    assert stripped.dtype == np.float32
+    np.testing.assert_array_equal(stripped[raw == 0], 0)
+    np.testing.assert_array_equal(stripped[raw != 0], noisy[raw != 0])
+    assert strip_background(noisy, raw, "percentile") is noisy
+
+
+def test_robustness_feeds_z_scored_models_artefacts_on_the_brain_only(
+    evaluated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mednca.perturb import robustness
+    from mednca.train import checkpoint
+
+    name, data, run = evaluated
+    if name != "unet":
+        pytest.skip("one model is enough")
+    payload = checkpoint.load(run / "model.pt")
+    payload["preprocessing"]["intensity"] = {"method": "zscore", "lower": 0.5, "upper": 99.5}
+    checkpoint.save(tmp_path / "model.pt", payload)
+    raw_images: dict[str, np.ndarray] = {}
+    fed: dict[str, np.ndarray] = {}
+    load_test_case = robustness.load_test_case
+
+    def loaded(case, foreground):
+        volume, truth = load_test_case(case, foreground)
+        volume.image[:, :2] = 0  # a skull-stripped background
+        raw_images[case.case_id] = volume.image.copy()
+        return volume, truth
+
+    def recorded(segmenter, case_id, image, *args, **kwargs):
+        fed[case_id] = image
+        return segment_case(segmenter, case_id, image, *args, **kwargs)
+
+    monkeypatch.setattr(robustness, "load_test_case", loaded)
+    monkeypatch.setattr(robustness, "segment_case", recorded)
+    robustness_stage(
+        tmp_path / "model.pt", data / "manifest.csv", data / "cases.csv", data / "source.json",
+        {"noise": tmp_path / "noise.csv"}, tmp_path / "gallery", tmp_path / "quality.json", seed=0,
+        levels={"noise": [0, 0.2]}, fill="zeros", max_cases=1, device_name="cpu", batch_size=64, nca_runs=1,
+    )  # fmt: skip
+    [(case_id, raw)] = raw_images.items()
+    image = fed[case_id]  # the last level's input: noise 0.2
+    assert np.any(image[raw != 0] != raw[raw != 0]), "noise was added to the brain"
+    np.testing.assert_array_equal(image[raw == 0], 0)

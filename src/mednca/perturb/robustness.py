@@ -4,8 +4,9 @@ Perturbations act on each test case in its original voxel grid (slices along the
 on the raw intensities, before the model's intensity normalisation, as in an acquisition; shifts and zooms on
 the normalised intensities, so the space they uncover is filled with the darkest normalised value instead
 of changing the normalisation itself. The prediction is mapped back into the perturbed grid and compared with
-the equally perturbed label. Severity 0 runs exactly the code of the evaluation stage, so it reproduces the
-unperturbed evaluation.
+the equally perturbed label. For skull-stripped, z-scored data the background stays 0 after an artefact,
+as the skull stripping after a scan would leave it (``strip_background``). Severity 0 runs exactly the code
+of the evaluation stage, so it reproduces the unperturbed evaluation.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def model_input_size(segmenter: Segmenter, perturbation: Perturbation) -> tuple[
     return scaled_size(height, width, perturbation.value, size_multiple(model), min_side(model))
 
 
+def strip_background(perturbed: np.ndarray, raw: np.ndarray, method: str) -> np.ndarray:
+    """(C, X, Y, Z) raw image after an artefact, with the voxels that are 0 in ``raw`` set back to 0 when
+    the model's normalisation (``zscore``) treats zero voxels as background; else ``perturbed`` unchanged.
+
+    Z-scored data (BraTS) are skull-stripped: their background is exactly 0 and left out of the mean and
+    standard deviation. The skull stripping that follows a scan would remove an acquisition artefact from
+    the background; left in, the background would enter the normalisation's statistics, a change of
+    preprocessing rather than of the image.
+    """
+    if method != "zscore":
+        return perturbed
+    return np.where(raw == 0, 0, perturbed).astype(perturbed.dtype, copy=False)
+
+
 def run_case(
     segmenter: Segmenter,
     case,
@@ -76,6 +91,8 @@ def run_case(
             image_slices, label_slices, case.case_id, perturbation, seed, fill
         )
         image, label = np.moveaxis(image, 0, axis + 1), np.moveaxis(label, 0, axis)
+        if not geometric:
+            image = strip_background(image, volume.image, segmenter.preprocessing.intensity.method)
         if perturbation.severity == 0 and case.case_id in clean:
             result, metrics = clean[case.case_id]
         else:
