@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from mednca.names import display_name
 from mednca.report import figures
 from mednca.report.figures import DatasetExample, OverlayRow
 
@@ -257,7 +258,9 @@ def test_dice_distribution_has_a_box_per_model_and_a_point_per_case(per_case: pd
     panels = visible_axes(figure)
     assert [axis.get_title() for axis in panels] == DATASETS
     for axis, dataset in zip(panels, DATASETS, strict=True):
-        assert [label.get_text() for label in axis.get_xticklabels()] == sorted(MODELS)
+        assert [label.get_text() for label in axis.get_xticklabels()] == [
+            display_name(m) for m in sorted(MODELS)
+        ]
         assert axis.get_ylabel() in ("Dice", "") and axis.get_ylim() == (0.0, 1.02)
         points = sum(len(collection.get_offsets()) for collection in axis.collections)
         assert points == per_case[per_case["dataset"] == dataset]["dice"].notna().sum()
@@ -274,7 +277,7 @@ def test_dice_vs_cost_places_each_model_at_its_cost(summary: pd.DataFrame) -> No
     assert sorted(labels) == sorted(summary["model"])  # every model labelled once per dataset
     assert len([text for text in inference.texts]) == summary["inference_seconds"].notna().sum()
     legend = {text.get_text() for text in figure.legends[0].get_texts()}
-    assert set(MODELS) | set(DATASETS) <= legend
+    assert {display_name(model) for model in MODELS} | set(DATASETS) <= legend
 
 
 def test_training_curves_draw_one_line_per_model_and_seed(training: pd.DataFrame) -> None:
@@ -287,7 +290,7 @@ def test_training_curves_draw_one_line_per_model_and_seed(training: pd.DataFrame
         assert len(lines) == len(MODELS) * len(SEEDS)
         assert all(len(line.get_xdata()) == 6 for line in lines)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert set(MODELS) <= set(legend) and any("seed" in text for text in legend)
+    assert {display_name(model) for model in MODELS} <= set(legend) and any("seed" in text for text in legend)
 
 
 @pytest.mark.parametrize("threshold", [0.12, None])
@@ -295,7 +298,7 @@ def test_nqm_vs_dice_marks_the_failure_line_and_the_threshold(points: pd.DataFra
     figure = figures.nqm_vs_dice(points, threshold=threshold, failure_dice=0.8)
     panels = visible_axes(figure)
     assert sorted(axis.get_title() for axis in panels) == [
-        f"{dataset} / {model}" for dataset in DATASETS for model in ("med_nca", "nca")
+        f"{dataset} / {display_name(model)}" for dataset in DATASETS for model in ("med_nca", "nca")
     ]
     for axis in panels:
         assert axis.get_xlabel() == "NQM"

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
-from mednca.names import MODEL_NAMES
+from mednca.names import MODEL_NAMES, display_name
 
 DPI = 100
 MAX_WIDTH = 12.0
@@ -246,9 +246,9 @@ def _wrap_label(title: str, width: int = 30) -> str:
 
 
 def _legend_handles(colours: Mapping[str, object], marker: str = "o") -> list[Line2D]:
-    """One legend line per (label -> colour) entry."""
+    """One legend line per (label -> colour) entry; model names as readers know them ('Med-NCA')."""
     return [
-        Line2D([], [], color=colour, marker=marker, linestyle="-", markersize=5, label=label)
+        Line2D([], [], color=colour, marker=marker, linestyle="-", markersize=5, label=display_name(label))
         for label, colour in colours.items()
     ]
 
@@ -283,7 +283,7 @@ def dice_distribution(per_case: pd.DataFrame) -> Figure:
                 line.set(color="0.1", linewidth=1.5)
             jitter = rng.uniform(-0.18, 0.18, size=dice.size)
             axis.scatter(position + jitter, dice, s=8, color="0.15", alpha=0.6, linewidths=0, zorder=3)
-        axis.set_xticks(range(len(models)), models)
+        axis.set_xticks(range(len(models)), [display_name(model) for model in models])
         axis.set(title=dataset, xlabel="", ylabel="Dice", xlim=(-0.6, len(models) - 0.4), ylim=(0.0, 1.02))
         axis.tick_params(axis="x", rotation=30 if len(models) > 3 else 0, labelsize=8)
     return figure
@@ -529,7 +529,7 @@ def nqm_vs_dice(points: pd.DataFrame, threshold: float | None, failure_dice: flo
         axis.axhline(failure_dice, linestyle="--", color="0.4", linewidth=1)
         if has_threshold:
             axis.axvline(float(threshold), linestyle="--", color="black", linewidth=1)
-        axis.set(title=f"{dataset} / {model}", xlabel="NQM", ylabel="Dice", ylim=(0.0, 1.02))
+        axis.set(title=f"{dataset} / {display_name(model)}", xlabel="NQM", ylabel="Dice", ylim=(0.0, 1.02))
         axis.title.set_fontsize(9)
     handles = [
         Line2D([], [], color=colour, marker="o", linestyle="", label=kind) for kind, colour in colours.items()
