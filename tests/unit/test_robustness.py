@@ -174,15 +174,14 @@ def test_artefacts_leave_the_background_of_z_scored_images_at_zero() -> None:
     assert strip_background(noisy, raw, "percentile") is noisy
 
 
+@pytest.mark.parametrize("evaluated", ["unet"], indirect=True)
 def test_robustness_feeds_z_scored_models_artefacts_on_the_brain_only(
     evaluated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mednca.perturb import robustness
     from mednca.train import checkpoint
 
-    name, data, run = evaluated
-    if name != "unet":
-        pytest.skip("one model is enough")
+    _, data, run = evaluated
     payload = checkpoint.load(run / "model.pt")
     payload["preprocessing"]["intensity"] = {"method": "zscore", "lower": 0.5, "upper": 99.5}
     checkpoint.save(tmp_path / "model.pt", payload)
