@@ -1,4 +1,4 @@
-"""Rule split_dataset: assign every valid case to train or test and write the manifest."""
+"""Rule split_dataset: assign every valid case to train, validation or test and write the manifest."""
 
 from mednca.data.stages import split_stage
 from mednca.logs import run_logged
@@ -10,6 +10,7 @@ run_logged(
         manifest_csv=snakemake.output[0],
         test_fraction=settings["test_fraction"],
         seed=settings["split_seed"],
+        validation_fraction=settings["validation_fraction"],
     ),
     snakemake.log[0],
 )

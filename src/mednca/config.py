@@ -209,6 +209,13 @@ def _check_dataset(dataset: str, settings: dict, config: dict) -> None:
             f"{key}.intensity",
             f"lower percentile {intensity['lower']} must be below upper percentile {intensity['upper']}",
         )
+    held_out = settings["test_fraction"] + settings["validation_fraction"]
+    if held_out >= 1:
+        raise _invalid(
+            f"{key}.validation_fraction",
+            f"test_fraction {settings['test_fraction']} + validation_fraction "
+            f"{settings['validation_fraction']} = {held_out:g} leaves no training case",
+        )
     synthetic = settings["synthetic"]
     if synthetic is not None and settings["layout"] == "msd":
         beyond = [index for index in settings["modalities"] if index >= synthetic["modalities"]]

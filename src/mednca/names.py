@@ -14,6 +14,14 @@ MODEL_NAMES: dict[str, str] = {
 }
 """Each model's configuration name and its name for readers, in the order figures colour them."""
 
+MODEL_MODULES: dict[str, tuple[str, ...]] = {
+    "med_nca": ("mednca.models.nca",),
+    "nca": ("mednca.models.nca",),
+    "unet": ("mednca.models.unet",),
+    "segnet": ("mednca.models.segnet",),
+}
+"""The module defining each model's class: a job of one model depends on its own architecture code only."""
+
 NCA_MODELS: tuple[str, ...] = ("med_nca", "nca")
 """The stochastic models (their predictions depend on the seed; several runs give the NQM)."""
 

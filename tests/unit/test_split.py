@@ -40,3 +40,24 @@ def test_manifest_has_each_patient_once_with_its_split() -> None:
     assert set(manifest.loc[manifest.split == "train", "case_id"]).isdisjoint(
         manifest.loc[manifest.split == "test", "case_id"]
     )
+
+
+@pytest.mark.parametrize(("n", "validation", "counts"), [(200, 0.1, (120, 20, 60)), (10, 0.1, (6, 1, 3))])
+def test_validation_split_sizes(n: int, validation: float, counts: tuple[int, int, int]) -> None:
+    ids = [f"case_{i:03d}" for i in range(n)]
+    splits = list(assign_splits(ids, 0.3, seed=0, validation_fraction=validation).values())
+    assert tuple(splits.count(name) for name in ("train", "validation", "test")) == counts
+
+
+def test_a_validation_split_keeps_the_test_split() -> None:
+    without = assign_splits(IDS, 0.3, seed=3)
+    with_validation = assign_splits(IDS, 0.3, seed=3, validation_fraction=0.2)
+    assert {c for c, s in without.items() if s == "test"} == {
+        c for c, s in with_validation.items() if s == "test"
+    }
+    assert list(with_validation.values()).count("validation") == 10
+
+
+def test_fractions_that_leave_no_training_case_are_refused() -> None:
+    with pytest.raises(ValueError, match="no training cases"):
+        assign_splits(IDS, 0.5, seed=0, validation_fraction=0.5)

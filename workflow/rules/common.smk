@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from mednca.cluster import memory_advice
+from mednca.dependencies import library_files
 from mednca.config import dataset_models, efficiency_runs, preprocessing_of, validate_config
 from mednca.names import MODEL_NAMES, NCA_MODELS, is_nca, name_pattern, transfer_name
 from mednca.errors import ConfigError
@@ -32,6 +33,19 @@ TORCH_ENV = "../../envs/train-cuda.yaml" if config["device"].startswith("cuda") 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     seed=r"\d+",
+
+
+SCRIPTS = Path(workflow.basedir).parent / "scripts"
+
+
+def code(script, per_model=False):
+    """Input of a rule: its script and every library file the script runs, so that a change of the code
+    re-runs the jobs that execute it. ``per_model``: a function of the wildcards that leaves out the
+    architecture code of the other models (a change of the UNet's code re-runs the UNet's jobs only)."""
+    path = SCRIPTS / script
+    if per_model:
+        return lambda wildcards: [str(path), *library_files(path, wildcards.model)]
+    return [str(path), *library_files(path)]
 
 
 def data_output(name):

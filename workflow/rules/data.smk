@@ -21,6 +21,7 @@ rule fetch_dataset:
 rule validate_dataset:
     input:
         rules.fetch_dataset.output,
+        code=code("validate_dataset.py"),
     output:
         data_output("cases.csv"),
     log:
@@ -40,6 +41,7 @@ rule preprocess_dataset:
     input:
         source=rules.fetch_dataset.output[0],
         cases=rules.validate_dataset.output[0],
+        code=code("preprocess_dataset.py"),
     output:
         slices=directory(data_output("slices")),
     log:
@@ -57,6 +59,7 @@ rule preprocess_dataset:
 rule split_dataset:
     input:
         rules.validate_dataset.output,
+        code=code("split_dataset.py"),
     output:
         report(
             data_output("manifest.csv"),

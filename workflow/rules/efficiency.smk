@@ -27,6 +27,7 @@ use rule finetune_model as finetune_for_efficiency with:
         init_model=pretrained_source,
         slices=rules.preprocess_dataset.output.slices,
         manifest=rules.split_dataset.output[0],
+        code=code("train_model.py", per_model=True),
     output:
         model=efficiency_output("model.pt", FINE_TUNED),
         summary=efficiency_output("training.json", FINE_TUNED),
@@ -48,6 +49,7 @@ use rule learning_curve as score_for_efficiency with:
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
+        code=code("learning_curve.py", per_model=True),
     output:
         efficiency_output("score.csv"),
     log:
@@ -60,6 +62,7 @@ rule data_efficiency_table:
     input:
         scores=efficiency_files("score.csv"),
         trainings=efficiency_files("training.json"),
+        code=code("data_efficiency_table.py"),
     output:
         f"{RESULTS}/efficiency/data_efficiency.csv",
     log:

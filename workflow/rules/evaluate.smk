@@ -4,6 +4,7 @@ rule evaluate_model:
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
+        code=code("evaluate_model.py", per_model=True),
     output:
         per_case=run_output("metrics", "per_case.csv"),
         summary=run_output("metrics", "summary.json"),
@@ -31,6 +32,7 @@ rule learning_curve:
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
+        code=code("learning_curve.py", per_model=True),
     output:
         run_output("metrics", "learning_curve.csv"),
     log:
@@ -53,6 +55,7 @@ rule nca_trajectory:
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
+        code=code("nca_trajectory.py", per_model=True),
     output:
         run_output("metrics", "nca_trajectory.npz"),
     log:

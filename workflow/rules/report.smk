@@ -16,6 +16,7 @@ rule build_report:
         benchmarks=list(benchmark_files().values()),
         ablation=ablation_inputs(),
         efficiency=efficiency_table_outputs(),
+        code=code("build_report.py"),
     output:
         report(
             report_output(),
@@ -46,6 +47,7 @@ rule summarise_run:
         train_logs=per_run([run_output("models", "train_log.csv")]),
         learning_curves=learning_curve_outputs(),
         robustness=robustness_outputs(),
+        code=code("summarise_run.py"),
     output:
         metrics=f"{RESULTS}/summary/metrics.json",
         training=f"{RESULTS}/summary/training.csv",

@@ -4,6 +4,7 @@ rule robustness_studies:
         manifest=rules.split_dataset.output[0],
         cases=rules.validate_dataset.output[0],
         source=rules.fetch_dataset.output[0],
+        code=code("robustness_studies.py", per_model=True),
     output:
         tables=robustness_tables(),
         gallery=directory(run_output("robustness", "gallery")),

@@ -5,6 +5,7 @@ rule train_model:
     input:
         slices=rules.preprocess_dataset.output.slices,
         manifest=rules.split_dataset.output[0],
+        code=code("train_model.py", per_model=True),
     output:
         model=run_output("models", "model.pt"),
         summary=run_output("models", "training.json"),
@@ -32,6 +33,7 @@ rule finetune_model:
         init_model=run_output("models", "model.pt", dataset="{source}"),
         slices=rules.preprocess_dataset.output.slices,
         manifest=rules.split_dataset.output[0],
+        code=code("train_model.py", per_model=True),
     output:
         model=run_output("models", "model.pt", FINE_TUNED),
         summary=run_output("models", "training.json", FINE_TUNED),

@@ -192,9 +192,18 @@ def preprocess_stage(
     write_csv(out_dir / "index.csv", index)
 
 
-def split_stage(cases_csv: Path, manifest_csv: Path, test_fraction: float, seed: int) -> None:
-    """Write the manifest: the valid cases with their patient-level split."""
-    manifest = build_manifest(read_table(cases_csv, "table of valid cases"), test_fraction, seed)
+def split_stage(
+    cases_csv: Path, manifest_csv: Path, test_fraction: float, seed: int, validation_fraction: float = 0.0
+) -> None:
+    """Write the manifest: the valid cases with their patient-level split (train, validation, test)."""
+    cases = read_table(cases_csv, "table of valid cases")
+    try:
+        manifest = build_manifest(cases, test_fraction, seed, validation_fraction)
+    except ValueError as error:
+        raise DataError(f"{cases_csv}: cannot split: {error}") from error
     counts = manifest["split"].value_counts().to_dict()
-    log.info("split (seed %d): %d train, %d test", seed, counts.get("train", 0), counts.get("test", 0))
+    log.info(
+        "split (seed %d): %d train, %d validation, %d test",
+        seed, counts.get("train", 0), counts.get("validation", 0), counts.get("test", 0),
+    )  # fmt: skip
     write_csv(manifest_csv, manifest)

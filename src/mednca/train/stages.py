@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from mednca import provenance
 from mednca.data.preprocessing import Preprocessing
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
@@ -99,6 +101,7 @@ def train_stage(
         "seed": seed,
         "parameters": count_parameters(model),
         "train_cases": len(case_ids),
+        "train_cases_sha256": provenance.case_list_hash(case_ids),
         "train_slices": len(images),
         "epochs": len(history),
         "iterations": history[-1]["iterations"],
@@ -109,6 +112,9 @@ def train_stage(
         "device": str(device),
         "settings": dataclasses.asdict(settings),
         "init_model": None if init_model is None else str(init_model),
+        "commit": provenance.git_state(),
+        "machine": provenance.machine(torch.get_num_threads()),
+        "versions": provenance.package_versions(),
     }
     payload = checkpoint.model_payload(
         model_name, in_channels, arguments, model.cpu(), preprocessing.repeated(repeat)
