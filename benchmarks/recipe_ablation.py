@@ -2,33 +2,39 @@
 
 Every variant in ``benchmarks/recipe_ablation.yaml`` is ``config/hippocampus_cpu.yaml``'s Med-NCA with the
 file's ``base`` settings (the paper's recipe) and the variant's changes merged over them. Each (variant,
-seed) runs through the workflow (``snakemake``), so its model, training log and test metrics are ordinary
-results under ``OUT/<variant>/``; a finished run is not run again. Runs go one at a time (they would share
-the cores). The table, one row per run plus one per variant (mean and spread over seeds, difference to
-``paper``), goes to ``OUT/ablation.csv`` and ``OUT/ablation.md``.
+seed) runs through the workflow (``snakemake``): it trains on the train split and is scored on the
+**validation** split only (the test split is never evaluated here), so its model, training log and
+validation metrics are ordinary results under ``OUT/<variant>/``; a finished run is not run again. Runs go
+one at a time (they would share the cores). Each finished run's record goes to
+``RECORDS/<variant>/seed<N>.json`` (default ``records/recipe_ablation``), from which ``mednca records
+render`` writes the ablation table of ``docs/results.md``.
 
     python benchmarks/recipe_ablation.py --data-dir DATA --out results/ablation
     python benchmarks/recipe_ablation.py --data-dir DATA --out results/ablation --variants paper,ema --seeds 0
-    python benchmarks/recipe_ablation.py --out results/ablation --table-only   # the table of finished runs
+    python benchmarks/recipe_ablation.py --out results/ablation --table-only   # the table of the records
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
-from mednca.report.tables import ablation_summary
+from mednca.cli import load_config
+from mednca.config import SCHEMA_PATH
+from mednca.documents import ablation_table, load_records
+from mednca.io import write_json
+from mednca.records import config_hash, run_record
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS_FILE = Path(__file__).with_suffix(".yaml")
+CONFIG_FILE = ROOT / "config" / "hippocampus_cpu.yaml"
+RECORDS = ROOT / "records" / "recipe_ablation"
 DATASET, MODEL = "hippocampus", "med_nca"
 
 
@@ -51,12 +57,14 @@ def variant_settings(spec: dict, name: str) -> dict:
 
 
 def run_paths(out: Path, variant: str, seed: int) -> dict[str, Path]:
-    """Where one run's overlay config and test summary (with its training facts) are."""
+    """Where one run's overlay config, validation summary, training summary and manifest are."""
     folder = out / variant
     return {
         "folder": folder,
         "overlay": folder / f"overlay_seed{seed}.yaml",
-        "summary": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "summary.json",
+        "summary": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "validation" / "summary.json",
+        "training": folder / "models" / DATASET / MODEL / f"seed{seed}" / "training.json",
+        "manifest": folder / "data" / DATASET / "manifest.csv",
     }
 
 
@@ -67,12 +75,12 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
     paths["overlay"].write_text(yaml.safe_dump({**overlay, "seeds": [seed]}, sort_keys=True))
     command = [
         sys.executable, "-m", "snakemake", "--cores", str(cores), "--directory", str(ROOT),
-        "--configfile", str(ROOT / "config" / "hippocampus_cpu.yaml"), str(paths["overlay"]),
+        "--configfile", str(CONFIG_FILE), str(paths["overlay"]),
         "--config", f"data_dir={data_dir}", f"results_dir={paths['folder']}", f"models=[{MODEL}]",
         "--", str(paths["summary"]),
     ]  # fmt: skip
     started = time.perf_counter()
-    print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}: training and evaluating", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}: training, scoring on validation", flush=True)
     log = paths["folder"] / f"snakemake_seed{seed}.log"
     with log.open("w") as stream:
         finished = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False)
@@ -84,52 +92,34 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
     return True
 
 
-def run_row(out: Path, variant: str, seed: int) -> dict | None:
-    """The table row of a finished run (None if it has no test summary yet)."""
+def write_record(out: Path, records: Path, variant: str, seed: int) -> Path | None:
+    """The record of a finished run (None if it has no validation summary yet), labelled with its variant."""
     paths = run_paths(out, variant, seed)
     if not paths["summary"].exists():
         return None
-    summary = json.loads(paths["summary"].read_text())
-    return {
-        "variant": variant,
-        "seed": seed,
-        "epochs": summary["epochs"],
-        "iterations": summary.get("iterations"),
-        "train_minutes": summary["train_seconds"] / 60,
-        "dice_mean": summary["dice_mean"],
-        "dice_std": summary["dice_std"],
-        "hd95_mean": summary["hd95_mean"],
-    }
+    config = load_config([str(CONFIG_FILE), str(paths["overlay"])], SCHEMA_PATH)
+    record = run_record(
+        dataset=DATASET,
+        model=MODEL,
+        seed=seed,
+        training_json=paths["training"],
+        manifest_csv=paths["manifest"],
+        settings={"model": config["model_settings"][MODEL], "evaluation": config["evaluation"]},
+        config_files=["config/hippocampus_cpu.yaml", f"benchmarks/{VARIANTS_FILE.name} ({variant})"],
+        config_sha256=config_hash(config),
+        validation_summary=paths["summary"],
+    )
+    target = records / variant / f"seed{seed}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_json(target, {**record, "label": variant})
+    return target
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The per-variant table as Markdown."""
-    lines = [
-        "| variant | seeds | epochs | training (min) | test Dice (mean over seeds) | seeds' range "
-        "| HD95 (mm) | vs paper recipe |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in table.itertuples(index=False):
-        lines.append(
-            f"| {row.variant} | {row.seeds} | {row.epochs} | {row.train_minutes:.1f} | {row.dice:.3f} | "
-            f"{row.dice_seed_min:.3f}-{row.dice_seed_max:.3f} | {row.hd95:.2f} "
-            f"| {row.dice_vs_reference:+.3f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_tables(out: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame | None:
-    """Write ``ablation.csv`` (one row per run) and ``ablation.md`` (per variant); None if none finished."""
-    rows = [row for variant in variants for seed in seeds if (row := run_row(out, variant, seed))]
-    if not rows:
-        print(f"no finished runs under {out}")
-        return None
-    frame = pd.DataFrame(rows)
-    frame.to_csv(out / "ablation.csv", index=False)
-    table = ablation_summary(frame)
-    (out / "ablation.md").write_text(markdown(table))
-    print(markdown(table))
-    return table
+def print_table(records: Path) -> None:
+    """The ablation table of the records under ``records`` (as docs/results.md shows it)."""
+    found = load_records(records.parent) if records.exists() else []
+    found = [record for record in found if record.collection == records.name]
+    print("\n".join(ablation_table(found)) if found else f"no records under {records}")
 
 
 def main() -> int:
@@ -139,7 +129,8 @@ def main() -> int:
     parser.add_argument("--variants", help="comma-separated variant names (default: all in the YAML file)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds (default 0,1)")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--table-only", action="store_true", help="only tabulate the finished runs")
+    parser.add_argument("--records", type=Path, default=RECORDS, help="folder for the runs' records")
+    parser.add_argument("--table-only", action="store_true", help="only tabulate the records")
     args = parser.parse_args()
     spec = yaml.safe_load(VARIANTS_FILE.read_text())
     variants = args.variants.split(",") if args.variants else list(spec["variants"])
@@ -154,10 +145,11 @@ def main() -> int:
             parser.error("--data-dir is required unless --table-only")
         for seed in seeds:  # all variants of one seed first, so a partial ablation is balanced
             for variant in variants:
-                if run_row(args.out, variant, seed) is None:
+                if not run_paths(args.out, variant, seed)["summary"].exists():
                     data_dir = args.data_dir.resolve()
                     run_variant(args.out, data_dir, overlays[variant], variant, seed, args.cores)
-    write_tables(args.out, variants, seeds)
+                write_record(args.out, args.records, variant, seed)
+    print_table(args.records)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Rule evaluate_model: segment the test split, write predictions and per-case / summary metrics."""
+"""Rules evaluate_model and evaluate_on_validation: segment a held-out split and measure every case."""
 
 import torch
 
@@ -14,8 +14,9 @@ run_logged(
         source_json=snakemake.input.source,
         per_case_csv=snakemake.output.per_case,
         summary_json=snakemake.output.summary,
-        slices_npz=snakemake.output.slices,
-        predictions_dir=snakemake.output.predictions,
+        slices_npz=snakemake.output.get("slices"),
+        predictions_dir=snakemake.output.get("predictions"),
+        split=snakemake.params.split,
         seed=int(snakemake.wildcards.seed),
         device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,

@@ -1,4 +1,4 @@
-"""Rule robustness_studies: evaluate one model on every severity of each perturbation study."""
+"""Rules robustness_studies and calibrate_nqm: one model on every severity of each perturbation study."""
 
 import torch
 
@@ -23,6 +23,8 @@ run_logged(
         device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,
         nca_runs=snakemake.params.nca_runs,
+        split=snakemake.params.split,
+        calibration_json=snakemake.input.get("calibration") or None,
     ),
     snakemake.log[0],
 )

@@ -113,6 +113,14 @@ def write_json(path: Path, data: Any) -> None:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file the pipeline wrote, naming the file and what it is if it is missing or damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read the {what} ({error})") from error
+
+
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     """Write a table as CSV without the index, atomically."""
     with atomic_path(path) as temporary:

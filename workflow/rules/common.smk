@@ -4,7 +4,8 @@ from pathlib import Path
 from mednca.cluster import memory_advice
 from mednca.dependencies import library_files
 from mednca.config import dataset_models, efficiency_runs, preprocessing_of, validate_config
-from mednca.names import MODEL_NAMES, NCA_MODELS, is_nca, name_pattern, transfer_name
+from mednca.records import config_hash
+from mednca.names import MODEL_NAMES, NCA_MODELS, base_model, is_nca, name_pattern, transfer_name
 from mednca.errors import ConfigError
 
 try:
@@ -13,6 +14,19 @@ except ConfigError as error:
     sys.exit(f"Invalid configuration: {error}")
 
 RESULTS = config["results_dir"]
+PROJECT = Path(workflow.basedir).parent
+CONFIG_SHA256 = config_hash(config)
+"""The configuration's identity (without data and results folders or the device), for the runs' records."""
+
+
+def config_file_names():
+    """The configuration files of this run, relative to the project when inside it."""
+    names = []
+    for path in map(Path, workflow.configfiles):
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        inside = absolute.resolve().is_relative_to(PROJECT.resolve())
+        names.append(str(absolute.resolve().relative_to(PROJECT.resolve())) if inside else path.name)
+    return names
 
 
 def report_memory_failures(logs):
@@ -44,8 +58,16 @@ def code(script, per_model=False):
     architecture code of the other models (a change of the UNet's code re-runs the UNet's jobs only)."""
     path = SCRIPTS / script
     if per_model:
-        return lambda wildcards: [str(path), *library_files(path, wildcards.model)]
-    return [str(path), *library_files(path)]
+        return lambda wildcards: local_paths([path, *library_files(path, wildcards.model)])
+    return local_paths([path, *library_files(path)])
+
+
+def local_paths(paths):
+    """Paths relative to the working directory where they lie inside it (so a copied project, or one moved
+    elsewhere, keeps the same inputs), absolute otherwise."""
+    here = Path.cwd().resolve()
+    resolved = [Path(path).resolve() for path in paths]
+    return [str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in resolved]
 
 
 def data_output(name):
@@ -143,14 +165,42 @@ def report_runs():
     return [[dataset, model, seed] for dataset, model in runs() for seed in config["seeds"]]
 
 
-def per_run(patterns, nca_only=False):
-    """``patterns`` (with {dataset}, {model}, {seed}) filled in for every run, or every NCA run."""
+def per_run(patterns, nca_only=False, validated_only=False):
+    """``patterns`` (with {dataset}, {model}, {seed}) filled in for every run, or every NCA run, or every
+    run on a dataset with a validation split."""
     return [
         pattern.format(dataset=dataset, model=model, seed=seed)
         for dataset, model, seed in report_runs()
-        if is_nca(model) or not nca_only
+        if (is_nca(model) or not nca_only) and (has_validation(dataset) or not validated_only)
         for pattern in patterns
     ]
+
+
+def has_validation(dataset):
+    """Whether the dataset's split holds out validation patients (``validation_fraction`` > 0)."""
+    return config["dataset_settings"][dataset]["validation_fraction"] > 0
+
+
+VALIDATION = "validation"
+"""The folder, inside a run's metrics and robustness folders, of what was measured on the validation split."""
+
+
+def validation_outputs():
+    """Per-case metrics and summary on the validation split of every run whose dataset has one."""
+    names = [f"{VALIDATION}/per_case.csv", f"{VALIDATION}/summary.json"]
+    return per_run([run_output("metrics", name) for name in names], validated_only=True)
+
+
+def calibration_output(model="{model}", dataset="{dataset}"):
+    """Path pattern of an NCA run's NQM failure detection on the validation split (its threshold)."""
+    return run_output("robustness", f"{VALIDATION}/nqm_failure_detection.json", model, dataset)
+
+
+def calibration_input(wildcards):
+    """The NQM threshold the test robustness of an NCA is judged with: calibrated on validation if any."""
+    if is_nca(wildcards.model) and has_validation(wildcards.dataset):
+        return [calibration_output(wildcards.model, wildcards.dataset).format(seed=wildcards.seed)]
+    return []
 
 
 def model_outputs():
@@ -159,8 +209,37 @@ def model_outputs():
 
 
 def evaluation_outputs():
-    """Per-case metrics and summary of every (dataset, model, seed)."""
-    return per_run([run_output("metrics", "per_case.csv"), run_output("metrics", "summary.json")])
+    """Per-case metrics and summary of every (dataset, model, seed), on the test and validation splits."""
+    test = per_run([run_output("metrics", "per_case.csv"), run_output("metrics", "summary.json")])
+    return test + validation_outputs()
+
+
+def run_settings(wildcards):
+    """The configuration blocks that made one run: its dataset, its model (and transfer), the evaluation."""
+    settings = {
+        "dataset": config["dataset_settings"][wildcards.dataset],
+        "model": config["model_settings"][base_model(wildcards.model)],
+        "evaluation": config["evaluation"],
+    }
+    transfer = [t for t in config["transfer"] if transfer_name(t["model"], t["source"]) == wildcards.model]
+    return settings | ({"transfer": transfer[0]} if transfer else {})
+
+
+def validation_summary(wildcards):
+    """The run's validation summary, if its dataset has a validation split."""
+    if has_validation(wildcards.dataset):
+        return [run_output("metrics", f"{VALIDATION}/summary.json").format(**wildcards)]
+    return []
+
+
+def card_outputs():
+    """The model card beside every trained model."""
+    return per_run([run_output("models", "model_card.md")])
+
+
+def record_outputs():
+    """The record of every run."""
+    return per_run([f"{RESULTS}/records/{{dataset}}/{{model}}/seed{{seed}}.json"])
 
 
 def learning_curve_outputs():
@@ -178,9 +257,22 @@ def robustness_run_outputs(name):
     return per_run([run_output("robustness", name)]) if studies_run() else []
 
 
-def robustness_tables():
-    """Path patterns of one run's robustness tables, one per configured study (in config order)."""
-    return [run_output("robustness", f"{study}.csv") for study in config["robustness"]["studies"]]
+def robustness_tables(folder=""):
+    """Path patterns of one run's robustness tables, one per configured study (in config order), in its
+    robustness folder or a ``folder`` inside it."""
+    return [run_output("robustness", f"{folder}{study}.csv") for study in config["robustness"]["studies"]]
+
+
+def robustness_quality(wildcards):
+    """An NCA run's NQM failure detection on the test robustness cases, if any study is configured."""
+    if studies_run() and is_nca(wildcards.model):
+        return [run_output("robustness", "nqm_failure_detection.json").format(**wildcards)]
+    return []
+
+
+def robustness_inputs(wildcards):
+    """One run's robustness tables (in config order), if any study is configured."""
+    return [path.format(**wildcards) for path in robustness_tables()] if studies_run() else []
 
 
 def robustness_outputs():
@@ -241,7 +333,14 @@ def summary_outputs():
 
 def all_outputs():
     """Every final output of the configured run, ending with the report."""
-    return result_outputs() + efficiency_table_outputs() + summary_outputs() + [report_output()]
+    return (
+        result_outputs()
+        + card_outputs()
+        + record_outputs()
+        + efficiency_table_outputs()
+        + summary_outputs()
+        + [report_output()]
+    )
 
 
 def efficiency_output(name, model="{model}"):

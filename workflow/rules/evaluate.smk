@@ -19,10 +19,27 @@ rule evaluate_model:
     params:
         batch_size=config["evaluation"]["batch_size"],
         nca_runs=config["evaluation"]["nca_runs"],
+        split="test",
     conda:
         TORCH_ENV
     script:
         "../../scripts/evaluate_model.py"
+
+
+# The same evaluation on the validation split (datasets with validation_fraction > 0): what choices are
+# made on, and the model card's validation metrics.
+use rule evaluate_model as evaluate_on_validation with:
+    output:
+        per_case=run_output("metrics", f"{VALIDATION}/per_case.csv"),
+        summary=run_output("metrics", f"{VALIDATION}/summary.json"),
+    log:
+        run_log("evaluate_validation"),
+    benchmark:
+        run_benchmark("evaluate_validation")
+    params:
+        batch_size=config["evaluation"]["batch_size"],
+        nca_runs=config["evaluation"]["nca_runs"],
+        split=VALIDATION,
 
 
 rule learning_curve:
@@ -68,3 +85,28 @@ rule nca_trajectory:
         TORCH_ENV
     script:
         "../../scripts/nca_trajectory.py"
+
+
+# The model card beside each model.pt: data and split, recipe, validation and test metrics, compute.
+rule write_model_card:
+    input:
+        training=run_output("models", "training.json"),
+        manifest=rules.split_dataset.output[0],
+        test=run_output("metrics", "summary.json"),
+        validation=validation_summary,
+        code=code("record_run.py"),
+    output:
+        card=run_output("models", "model_card.md"),
+    log:
+        run_log("model_card"),
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_]+",
+    params:
+        settings=run_settings,
+        config_files=config_file_names(),
+        config_sha256=CONFIG_SHA256,
+        studies=[],
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/record_run.py"

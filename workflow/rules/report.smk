@@ -62,3 +62,25 @@ rule summarise_run:
         "../../envs/report.yaml"
     script:
         "../../scripts/summarise_run.py"
+
+
+# A run's record (results/records/): what the documents quote, collected by `mednca records collect`.
+use rule write_model_card as record_run with:
+    input:
+        training=run_output("models", "training.json"),
+        manifest=rules.split_dataset.output[0],
+        test=run_output("metrics", "summary.json"),
+        validation=validation_summary,
+        quality=lambda wildcards: robustness_quality(wildcards),
+        learning_curve=run_output("metrics", "learning_curve.csv"),
+        robustness=lambda wildcards: robustness_inputs(wildcards),
+        code=code("record_run.py"),
+    output:
+        record=f"{RESULTS}/records/{{dataset}}/{{model}}/seed{{seed}}.json",
+    log:
+        run_log("record"),
+    params:
+        settings=lambda wildcards: run_settings(wildcards) | {"robustness": config["robustness"]},
+        config_files=config_file_names(),
+        config_sha256=CONFIG_SHA256,
+        studies=config["robustness"]["studies"] if studies_run() else [],

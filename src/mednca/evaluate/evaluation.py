@@ -1,4 +1,7 @@
-"""The evaluation stage: segment every test case in its original geometry and measure it.
+"""The evaluation stage: segment every case of a held-out split in its original geometry and measure it.
+
+The test split is scored once per final model; the validation split (where the dataset has one) is what
+choices are made on, such as the NQM failure threshold.
 
 Each case is read from the raw data, preprocessed as in training, segmented, mapped back into its own voxel
 grid and compared with its original label map (foreground labels merged). The robustness studies run the
@@ -119,20 +122,25 @@ def score(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...])
 
 
 def held_out_cases(
-    manifest_csv: Path, cases_csv: Path, source_json: Path, segmenter: Segmenter | None = None
+    manifest_csv: Path,
+    cases_csv: Path,
+    source_json: Path,
+    segmenter: Segmenter | None = None,
+    split: str = "test",
 ) -> list:
-    """The Case objects of the test split, sorted by id; checked to have the channels a segmenter takes."""
+    """The Case objects of a held-out split (test or validation), sorted by id; checked to have the
+    channels a segmenter takes."""
     records = read_table(cases_csv, "table of valid cases").set_index("case_id", drop=False)
     root = dataset_folder(source_json)
     cases = []
-    for case_id in split_case_ids(manifest_csv, "test"):
+    for case_id in split_case_ids(manifest_csv, split):
         if case_id not in records.index:
             raise DataError(
-                f"{manifest_csv}: test case {case_id} is not in {cases_csv}; re-run the data stage"
+                f"{manifest_csv}: {split} case {case_id} is not in {cases_csv}; re-run the data stage"
             )
         cases.append(case_from_record(records.loc[case_id], root))
     for case in cases if segmenter is not None else []:
-        segmenter.check_channels(len(case.channels), f"test case {case.case_id} of {root}")
+        segmenter.check_channels(len(case.channels), f"{split} case {case.case_id} of {root}")
     return cases
 
 
@@ -198,36 +206,42 @@ def evaluate_stage(
     source_json: Path,
     per_case_csv: Path,
     summary_json: Path,
-    slices_npz: Path,
-    predictions_dir: Path,
     seed: int,
     device_name: str,
     batch_size: int,
     nca_runs: int,
+    slices_npz: Path | None = None,
+    predictions_dir: Path | None = None,
+    split: str = "test",
 ) -> None:
-    """Segment every test case, write its NIfTI prediction, per-case metrics, a summary (with the training
-    facts the model file records) and each case's most-foreground slice for the report's overlays.
+    """Segment every case of ``split``, write per-case metrics and a summary (with the training facts the
+    model file records); with ``predictions_dir`` its NIfTI predictions, with ``slices_npz`` each case's
+    most-foreground slice for the report's overlays.
 
     ``nca_runs``: runs averaged for a stochastic model (gives the NQM); deterministic models run once.
-    No output may be one of the inputs (the model, the data-stage tables, a test case's files).
+    No output may be one of the inputs (the model, the data-stage tables, a case's files).
     """
     for output in (per_case_csv, summary_json, slices_npz):
-        check_output(Path(output), [model_path, manifest_csv, cases_csv, source_json])
+        if output is not None:
+            check_output(Path(output), [model_path, manifest_csv, cases_csv, source_json])
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
     training = segmenter.training
     rows, slices = [], []
-    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
+    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter, split)
     axis = segmenter.preprocessing.slice_axis
-    for scored in tqdm(score_cases(segmenter, cases, seed), total=len(cases), desc="evaluating", unit="case"):
+    progress = tqdm(score_cases(segmenter, cases, seed), total=len(cases), desc=f"evaluating ({split})")
+    for scored in progress:
         case, label = scored.case, scored.segmentation.label
-        prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"
-        check_output(prediction_path, [model_path, case.label, *(channel.path for channel in case.channels)])
-        save_label_map(prediction_path, label, scored.volume.affine)
+        if predictions_dir is not None:
+            prediction_path = Path(predictions_dir) / f"{case.case_id}.nii.gz"
+            check_output(prediction_path, [model_path, case.label, *(ch.path for ch in case.channels)])
+            save_label_map(prediction_path, label, scored.volume.affine)
         slices.append(case_slice(case.case_id, scored.volume.image, scored.truth, label, axis))
         rows.append(scored.row)
     per_case = pd.DataFrame(rows)
     summary = summarise(per_case)
     summary.update(
+        split=split,
         model=training.get("model"),
         parameters=count_parameters(segmenter.model),
         device=str(segmenter.device),
@@ -239,12 +253,10 @@ def evaluate_stage(
         iterations=training.get("iterations"),
     )
     log.info(
-        "%s: Dice %.3f +- %.3f over %d test cases",
-        model_path,
-        summary["dice_mean"],
-        summary["dice_std"],
-        len(rows),
-    )
+        "%s: Dice %.3f +- %.3f over %d %s cases",
+        model_path, summary["dice_mean"], summary["dice_std"], len(rows), split,
+    )  # fmt: skip
     write_csv(per_case_csv, per_case)
-    write_case_slices(Path(slices_npz), slices)
+    if slices_npz is not None:
+        write_case_slices(Path(slices_npz), slices)
     write_json(summary_json, summary)

@@ -30,8 +30,8 @@ from mednca.evaluate.evaluation import (
     spacing_of,
 )
 from mednca.evaluate.inference import case_generator, normalise
-from mednca.evaluate.quality import failure_detection, quality_population
-from mednca.io import atomic_path, write_csv, write_json
+from mednca.evaluate.quality import failure_detection, nqm_threshold, quality_population
+from mednca.io import atomic_path, read_json, write_csv, write_json
 from mednca.models import min_side, size_multiple
 from mednca.perturb.geometry import scaled_size
 from mednca.perturb.studies import SCALE_STUDIES, Perturbation, perturb_case, study_perturbations
@@ -138,22 +138,26 @@ def robustness_stage(
     device_name: str,
     batch_size: int,
     nca_runs: int,
+    split: str = "test",
+    calibration_json: Path | None = None,
 ) -> None:
-    """Evaluate a model on every severity of each study for the first ``max_cases`` test cases (all if None).
+    """Evaluate a model on every severity of each study for the first ``max_cases`` cases of ``split``
+    (test, or validation to calibrate the NQM threshold), all if ``max_cases`` is None.
 
     ``studies`` maps each study to its output CSV: one row per (case, severity) with Dice, HD95, NQM and
     the perturbation's parameters. ``gallery_dir/{study}.npz`` holds, for the first case and each
     severity, the most-foreground slice of the perturbed image (first channel), its label and the prediction.
     ``quality_json`` says how well NQM flags the cases with Dice < 0.8, over each case once clean and every
-    perturbed version of it (see ``quality``).
+    perturbed version of it (see ``quality``), with the threshold of ``calibration_json`` (the same
+    stage's output on the validation split) when given, else one fitted on these cases.
     One process runs every study, so the model and the cases are loaded once.
     """
     segmenter = load_segmenter(model_path, device_name, nca_runs, batch_size)
-    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)[:max_cases]
+    cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter, split)[:max_cases]
     tables, clean = [], {}
     for study, out_csv in studies.items():
         rows, gallery = [], {}
-        for case in tqdm(cases, desc=f"robustness {study}", unit="case"):
+        for case in tqdm(cases, desc=f"robustness {study} ({split})", unit="case"):
             case_rows, case_gallery = run_case(segmenter, case, study, levels.get(study), seed, fill, clean)
             rows += case_rows
             gallery = gallery or {"case_id": np.asarray(case.case_id), **case_gallery}
@@ -165,4 +169,18 @@ def robustness_stage(
             np.savez_compressed(handle, **gallery)
         tables.append(table)
     population = quality_population(pd.concat(tables))
-    write_json(quality_json, failure_detection(population["dice"].to_numpy(), population["nqm"].to_numpy()))
+    write_json(quality_json, quality_summary(population, split, calibration_json))
+
+
+def quality_summary(population: pd.DataFrame, split: str, calibration_json: Path | None) -> dict:
+    """NQM's failure detection on ``population`` (rows with dice and nqm) of ``split``, with the threshold
+    calibrated on another split's population (``calibration_json``, this function's output there) if
+    given; ``calibrated_threshold`` is this population's own, for the splits judged after it."""
+    dice, nqm = population["dice"].to_numpy(), population["nqm"].to_numpy()
+    own = {"split": split, "calibrated_threshold": nqm_threshold(dice, nqm)}
+    if calibration_json is None:
+        return {**own, **failure_detection(dice, nqm)}
+    calibration = read_json(Path(calibration_json), "NQM calibration")
+    threshold = calibration.get("calibrated_threshold")
+    on = calibration.get("split", "validation")
+    return {**own, **failure_detection(dice, nqm, calibrated=threshold, calibrated_on=on)}

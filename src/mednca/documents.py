@@ -1,0 +1,344 @@
+"""The committed records of runs, and the documents rendered from them.
+
+``records/<collection>/...json`` holds one record per run (``mednca.records``): the workflow's runs of a
+configuration (collected from a results folder by ``collect_records``) and the recipe ablation's runs (written
+by ``benchmarks/recipe_ablation.py``, labelled with their variant). ``docs/results.md`` and the summary table
+of the README are rendered from them by ``render_documents``; a test fails when a committed document differs
+from its rendering, so no result number in them is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mednca.data.split import SPLITS
+from mednca.errors import DataError
+from mednca.names import display_name
+
+RECORDS_DIR, RESULTS_DOC, README = Path("records"), Path("docs/results.md"), Path("README.md")
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+INTRODUCTION = (
+    "Rendered by `mednca records render` from the records under `records/`: do not edit by hand (a test "
+    "fails when this file differs from its rendering). Each record holds the run's configuration files and "
+    "hash, the commits that trained and evaluated it, the split sizes with a hash of each case list, the CPU "
+    "and threads, times, peak memory and metrics. **Validation** numbers are what choices were made with; "
+    "**test** numbers were scored once per final model and chose nothing. Dice and HD95 are per volume in "
+    "its own voxel grid; ± is the standard deviation over cases; (n) the number of cases."
+)
+ABLATION_INTRODUCTION = (
+    "Med-NCA variants of `config/hippocampus_cpu.yaml` (`benchmarks/recipe_ablation.yaml`), trained on the "
+    "train split and scored on the validation patients only; the test split is never evaluated for them."
+)
+ABLATION_REFERENCE = "paper"
+"""The ablation variant the others are compared with: the paper's recipe."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One committed record: its collection (the folder under ``records/``), its file and content."""
+
+    collection: str
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """The run as readers name it: the ablation variant, or 'Med-NCA, seed 0'."""
+        run = self.data["run"]
+        return self.data.get("label") or f"{display_name(run['model'])}, seed {run['seed']}"
+
+
+def collect_records(results_dir: Path, collection: str, records_dir: Path = RECORDS_DIR) -> list[Path]:
+    """Copy every record of a results folder (``results/records/**.json``) into ``records_dir/collection``.
+
+    Replaces the collection's earlier records of the same runs (git keeps their history).
+    """
+    source = Path(results_dir) / "records"
+    found = sorted(source.rglob("*.json"))
+    if not found:
+        raise DataError(f"{source}: holds no run records; run the workflow to the end first")
+    if not collection.replace("_", "").replace("-", "").isalnum():
+        raise DataError(f"collection name '{collection}': use letters, digits, '_' and '-' only")
+    written = []
+    for path in found:
+        target = Path(records_dir) / collection / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        written.append(target)
+    return written
+
+
+def load_records(records_dir: Path = RECORDS_DIR) -> list[Record]:
+    """Every record under ``records_dir``, sorted by collection and path; a DataError names a bad file."""
+    records = []
+    for path in sorted(Path(records_dir).rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            collection = path.relative_to(records_dir).parts[0]
+            data["run"], data["metrics"]  # noqa: B018 - every record has both
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}: not a run record ({error})") from error
+        records.append(Record(collection, path, data))
+    return records
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and pd.isna(value)) else f"{value:.{digits}f}"
+
+
+def _dice(metrics: dict | None) -> str:
+    if not metrics:
+        return "-"
+    return f"{_number(metrics['dice_mean'])} ± {_number(metrics['dice_std'])} ({metrics['cases']})"
+
+
+def _cpu(record: Record) -> str:
+    machine = record.data.get("machine") or {}
+    flags = "/".join(flag.upper() for flag in machine.get("isa") or []) or "no SIMD flags"
+    return f"{machine.get('cpu', 'unknown')} ({flags}), {machine.get('threads', '?')} threads"
+
+
+def _minutes(record: Record) -> str:
+    seconds = record.data["training"].get("train_seconds")
+    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _commit(value: str | None) -> str:
+    if not value:
+        return "unknown"
+    return value[:10] + (" (uncommitted changes)" if "uncommitted" in value else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def runs_table(records: list[Record]) -> list[str]:
+    """One row per run: model, seed, size, training, CPU, validation and test Dice (cases), HD95."""
+    rows = []
+    for record in records:
+        data, run = record.data, record.data["run"]
+        split = data["split"]
+        test = data["metrics"].get("test") or {}
+        rows.append(
+            [
+                run["dataset"],
+                display_name(run["model"]),
+                str(run["seed"]),
+                f"{data['training']['parameters']:,}",
+                f"{_minutes(record)}, {data['training']['epochs']} epochs",
+                _cpu(record),
+                "/".join(str(split[name]["cases"]) for name in ("train", "validation", "test")),
+                _dice(data["metrics"].get("validation")),
+                _dice(test),
+                _number(test.get("hd95_mean"), 2),
+            ]
+        )
+    header = ["dataset", "model", "seed", "parameters", "training", "CPU", "patients train/val/test"]
+    return _table([*header, "validation Dice (cases)", "test Dice (cases)", "test HD95 (mm)"], rows)
+
+
+def provenance_table(records: list[Record]) -> list[str]:
+    """One row per run: configuration files and hash, commits of training and evaluation, case-list hashes."""
+    rows = [
+        [
+            record.label,
+            ", ".join(record.data["config"]["files"]) or "defaults",
+            record.data["config"]["sha256"],
+            _commit(record.data["code"]["training"]),
+            _commit(record.data["code"]["evaluation"]),
+            " / ".join(record.data["split"][name]["sha256"] or "-" for name in SPLITS),
+        ]
+        for record in records
+    ]
+    header = ["run", "config files", "config hash", "trained at", "evaluated at", "case lists train/val/test"]
+    return _table(header, rows)
+
+
+def nqm_table(records: list[Record]) -> list[str]:
+    """NQM failure detection of the NCA runs: threshold, where it was fitted, what it caught on test."""
+    rows = []
+    for record in records:
+        nqm = record.data.get("nqm")
+        if not nqm:
+            continue
+        rows.append(
+            [
+                record.label,
+                _number(nqm.get("nqm_threshold")),
+                str(nqm.get("threshold_fitted_on") or "-"),
+                str(nqm["cases"]),
+                str(nqm["failures"]),
+                str(nqm.get("failures_caught", "-")),
+                str(nqm.get("successes_flagged", "-")),
+            ]
+        )
+    header = ["run", "NQM threshold", "fitted on", "test cases", "failures (Dice < 0.8)", "caught"]
+    return _table([*header, "successes flagged"], rows) if rows else []
+
+
+def learning_curve_table(records: list[Record]) -> list[str]:
+    """Test Dice of each snapshot of each run (descriptive: nothing is chosen from it)."""
+    rows = [
+        [
+            record.label,
+            str(point.get("epoch", "-")),
+            _number(point["train_seconds"] / 60, 1),
+            _number(point["dice_mean"]),
+        ]
+        for record in records
+        for point in record.data.get("learning_curve") or []
+    ]
+    return _table(["run", "epoch", "training (min)", "test Dice"], rows) if rows else []
+
+
+def robustness_table(records: list[Record]) -> list[str]:
+    """Mean test Dice at each level of each robustness study, per run."""
+    rows = [
+        [
+            record.label,
+            study,
+            ", ".join(f"{level['value']:g}: {_number(level['dice_mean'])}" for level in levels),
+            str(levels[0]["cases"]),
+        ]
+        for record in records
+        for study, levels in (record.data.get("robustness") or {}).items()
+    ]
+    return _table(["run", "study", "level: mean Dice", "cases"], rows) if rows else []
+
+
+def ablation_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per ablation run: variant, seed, epochs, training minutes, validation Dice, CPU."""
+    return pd.DataFrame(
+        [
+            {
+                "variant": record.data["label"],
+                "seed": record.data["run"]["seed"],
+                "epochs": record.data["training"]["epochs"],
+                "train_minutes": record.data["training"]["train_seconds"] / 60,
+                "dice": record.data["metrics"]["validation"]["dice_mean"],
+                "cpu": _cpu(record),
+            }
+            for record in records
+        ]
+    )
+
+
+def ablation_table(records: list[Record]) -> list[str]:
+    """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, vs the paper."""
+    runs = ablation_frame(records)
+    grouped = runs.groupby("variant", sort=False)
+    table = grouped.agg(
+        seeds=("seed", "count"), epochs=("epochs", "first"), minutes=("train_minutes", "mean"),
+        dice=("dice", "mean"), low=("dice", "min"), high=("dice", "max"),
+    )  # fmt: skip
+    reference = table["dice"].get(ABLATION_REFERENCE, float("nan"))
+    rows = [
+        [
+            str(variant),
+            str(row.seeds),
+            str(row.epochs),
+            _number(row.minutes, 1),
+            _number(row.dice),
+            f"{_number(row.low)}-{_number(row.high)}",
+            f"{row.dice - reference:+.3f}" if pd.notna(reference) else "n/a",
+        ]
+        for variant, row in table.iterrows()
+    ]
+    best = table["dice"].idxmax()
+    header = ["variant", "seeds", "epochs", "training (min)", "validation Dice (mean over seeds)"]
+    lines = _table([*header, "seeds' range", f"vs {ABLATION_REFERENCE}"], rows)
+    cpus = ", ".join(sorted(runs["cpu"].unique()))
+    verdict = f"Highest mean validation Dice: **{best}** ({_number(table['dice'][best])}). CPU: {cpus}."
+    return [*lines, "", verdict]
+
+
+def render_results(records: list[Record]) -> str:
+    """The Markdown of ``docs/results.md``."""
+    lines = ["# Results", "", *textwrap.wrap(INTRODUCTION, 110)]
+    ablation = [record for record in records if record.data.get("label")]
+    collections = sorted({record.collection for record in records if not record.data.get("label")})
+    if not records:
+        lines += ["", "No records have been committed yet."]
+    for collection in collections:
+        runs = [r for r in records if r.collection == collection and not r.data.get("label")]
+        lines += ["", f"## {collection}", "", *runs_table(runs)]
+        for title, table in (
+            ("Provenance", provenance_table(runs)),
+            ("NQM as a failure detector (threshold fitted on validation, judged on test)", nqm_table(runs)),
+            ("Learning curves (test split, descriptive: nothing chosen)", learning_curve_table(runs)),
+            ("Robustness (test split)", robustness_table(runs)),
+        ):
+            if table:
+                lines += ["", f"### {title}", "", *table]
+    if ablation:
+        lines += [
+            "",
+            "## Recipe ablation (validation split)",
+            "",
+            *textwrap.wrap(ABLATION_INTRODUCTION, 110),
+            "",
+            *ablation_table(ablation),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(records: list[Record]) -> str:
+    """The README's table: one row per committed run (not the ablation), with a link to the results."""
+    runs = [record for record in records if not record.data.get("label")]
+    if not runs:
+        return "No run has been recorded yet; see [docs/results.md](docs/results.md).\n"
+    rows = [
+        [
+            record.collection,
+            display_name(record.data["run"]["model"]),
+            f"{record.data['training']['parameters']:,}",
+            _dice(record.data["metrics"].get("validation")),
+            _dice(record.data["metrics"].get("test")),
+            _minutes(record),
+            _cpu(record),
+        ]
+        for record in runs
+    ]
+    header = ["run", "model", "parameters", "validation Dice", "test Dice", "training", "CPU"]
+    lines = _table(header, rows)
+    link = "Details, provenance and the recipe ablation: [docs/results.md](docs/results.md)."
+    return "\n".join(lines) + f"\n\n{link}\n"
+
+
+def with_summary_table(readme: str, table: str) -> str:
+    """``readme`` with the text between its table markers replaced by ``table``."""
+    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+    if start < 0 or end < start:
+        raise DataError(f"the README lacks the markers {TABLE_START} ... {TABLE_END}")
+    return readme[: start + len(TABLE_START)] + "\n" + table + readme[end:]
+
+
+def render_documents(root: Path) -> dict[Path, str]:
+    """{path: content} of every document rendered from ``root/records`` (paths relative to ``root``)."""
+    records = load_records(root / RECORDS_DIR)
+    readme = (root / README).read_text()
+    return {
+        RESULTS_DOC: render_results(records),
+        README: with_summary_table(readme, summary_table(records)),
+    }
+
+
+def stale_documents(root: Path) -> list[Path]:
+    """The rendered documents whose committed text differs from their rendering."""
+    return [
+        path
+        for path, text in render_documents(root).items()
+        if not (root / path).exists() or (root / path).read_text() != text
+    ]
