@@ -18,7 +18,7 @@ run_logged(
         config=dict(snakemake.params.config),
         nca_runs=int(snakemake.params.nca_runs),
         repository=snakemake.params.repository,
-        ablation_csv=snakemake.input.ablation[0] if snakemake.input.ablation else None,
+        ablation_records=snakemake.input.ablation[0] if snakemake.input.ablation else None,
         efficiency_csv=snakemake.input.efficiency[0] if snakemake.input.efficiency else None,
     ),
     snakemake.log[0],

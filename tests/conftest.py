@@ -112,9 +112,12 @@ def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def run_tool(command: list[str], cwd: Path, home: Path | None = None) -> str:
+def run_tool(
+    command: list[str], cwd: Path, home: Path | None = None, python_path: Path | None = None
+) -> str:
     """Run a command (git, dvc, snakemake) with the test interpreter's bin folder first on PATH, a test git
-    identity and, if given, ``home`` as HOME; its combined output. A non-zero exit fails the test."""
+    identity, if given ``home`` as HOME and ``python_path`` as PYTHONPATH (to run a copy's own library);
+    its combined output. A non-zero exit fails the test."""
     env = os.environ | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "GIT_AUTHOR_NAME": "test",
@@ -124,6 +127,8 @@ def run_tool(command: list[str], cwd: Path, home: Path | None = None) -> str:
     }
     if home is not None:
         env["HOME"] = str(home)
+    if python_path is not None:
+        env["PYTHONPATH"] = str(python_path)
     result = subprocess.run(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
     )

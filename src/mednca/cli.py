@@ -208,8 +208,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATE_DESCRIPTION = """\
+Score a trained model file on labelled images, in two forms:
+
+  mednca evaluate MODEL DATA OUT_DIR
+      the test split of a data-stage folder (as the workflow's evaluation): writes OUT_DIR/per_case.csv,
+      summary.json, test_slices.npz and predictions/.
+
+  mednca evaluate MODEL --images DIR --labels DIR --output DIR
+      any folder of labelled images. A label X.nii.gz (or X.nii) in --labels belongs to case X of --images:
+      a file X.nii.gz, nnU-Net channel files X_0000.nii.gz, X_0001.nii.gz ..., or a case folder X/ (its
+      sequence files for a BraTS model, else its NIfTI files by name). Each case is segmented as
+      `mednca predict` does and scored against its label in the label's voxel grid. Writes
+      per_case.csv, summary.json and predictions/<label file name>. A case that cannot be scored is
+      reported in one line and the others are still scored; exit status 1 if any case failed, 2 if
+      the folders cannot be used or no case could be scored.
+"""
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a model file on a dataset's test split."""
+    """Evaluate a model file on a dataset's test split (MODEL DATA OUT_DIR) or on any folder of labelled
+    images (MODEL --images DIR --labels DIR --output DIR); the second form exits 1 if any case failed."""
+    folders = {"--images": args.images, "--labels": args.labels, "--output": args.output}
+    if any(value is not None for value in folders.values()):
+        missing = [name for name, value in folders.items() if value is None]
+        if missing or args.data is not None or args.out_dir is not None:
+            args.usage_error(
+                "give either DATA OUT_DIR or all of --images, --labels and --output"
+                + (f" (missing {', '.join(missing)})" if missing else ", not both")
+            )
+        from mednca.evaluate.external import evaluate_folders
+
+        result = evaluate_folders(
+            model_path=Path(args.model),
+            images_dir=Path(args.images),
+            labels_dir=Path(args.labels),
+            output_dir=Path(args.output),
+            seed=args.seed,
+            device_name=args.device,
+            batch_size=args.batch_size,
+            runs=args.runs,
+        )
+        print(result.line())
+        return 1 if result.failures else 0
+    if args.data is None or args.out_dir is None:
+        args.usage_error("give DATA and OUT_DIR, or --images DIR --labels DIR --output DIR")
     from mednca.evaluate.evaluation import evaluate_stage
 
     data, out = Path(args.data), Path(args.out_dir)
@@ -246,6 +289,32 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    """Collect a results folder's run records into records/, or render (or check) the documents from them."""
+    from mednca import documents
+    from mednca.io import atomic_path
+
+    root = Path(args.root)
+    if args.action == "collect":
+        if not args.name:
+            args.usage_error("collect needs --name, the collection's folder under records/")
+        written = documents.collect_records(Path(args.results), args.name, root / documents.RECORDS_DIR)
+        print(f"{len(written)} record(s) in {root / documents.RECORDS_DIR / args.name}")
+        return 0
+    if args.action == "check":
+        stale = documents.stale_documents(root)
+        for path in stale:
+            print(f"{path}: differs from its rendering from records/; run `mednca records render`")
+        return 1 if stale else 0
+    for path, text in documents.render_documents(root).items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as temporary:
+            temporary.write_text(text)
+        print(target)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,10 +391,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=schema_default("device"))
     train.set_defaults(handler=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a model file on a dataset's test split")
-    evaluate.add_argument("model", help="model file (model.pt)")
-    evaluate.add_argument("data", help=data_help)
-    evaluate.add_argument("out_dir", help="folder for per_case.csv, summary.json and predictions/")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model file on a dataset's test split or on any folder of labelled images",
+        usage="%(prog)s MODEL DATA OUT_DIR [options]\n"
+        "       %(prog)s MODEL --images DIR --labels DIR --output DIR [options]",
+        description=EVALUATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="model file (model.pt)")
+    evaluate.add_argument("data", metavar="DATA", nargs="?", help=f"first form: {data_help}")
+    evaluate.add_argument(
+        "out_dir",
+        metavar="OUT_DIR",
+        nargs="?",
+        help="first form: folder for per_case.csv, summary.json, test_slices.npz and predictions/",
+    )
+    evaluate.add_argument(
+        "--images",
+        metavar="DIR",
+        help="second form: images, one per case: X.nii.gz, channel files X_0000.nii.gz X_0001.nii.gz ..., "
+        "or a case folder X/",
+    )
+    evaluate.add_argument("--labels", metavar="DIR", help="second form: label maps X.nii.gz (or X.nii)")
+    evaluate.add_argument(
+        "--output",
+        metavar="DIR",
+        help="second form: folder for per_case.csv, summary.json and predictions/ (not inside the inputs)",
+    )
     evaluate.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
     evaluate.add_argument("--device", default=schema_default("device"))
     evaluate.add_argument("--batch-size", type=_positive, default=schema_default("evaluation.batch_size"))
@@ -335,7 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=schema_default("evaluation.nca_runs"),
         help="runs averaged for NCAs (gives the NQM; default: %(default)s)",
     )
-    evaluate.set_defaults(handler=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate, usage_error=evaluate.error)
+
+    records = commands.add_parser(
+        "records",
+        help="collect run records into records/ and render docs/results.md and the README's table from them",
+    )
+    records.add_argument(
+        "action",
+        choices=["collect", "render", "check"],
+        help="collect: copy RESULTS/records/ into records/NAME/; render: write the documents; check: exit 1 "
+        "if a committed document differs from its rendering",
+    )
+    records.add_argument("--results", default="results", help="results folder to collect from")
+    records.add_argument("--name", help="collection name for collect, e.g. hippocampus_cpu")
+    records.add_argument("--root", default=".", help="the project folder (default: the current folder)")
+    records.set_defaults(handler=cmd_records, usage_error=records.error)
 
     predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
     predict.add_argument("--model", required=True, help="model file (model.pt)")

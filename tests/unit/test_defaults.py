@@ -27,8 +27,14 @@ STAGE_DEFAULTS = {
     ("train_stage", "init_model"): None,
     ("trajectory_stage", "snapshots"): None,
     ("report_stage", "repository"): None,
-    ("report_stage", "ablation_csv"): "ablation_table",
+    ("report_stage", "ablation_records"): "ablation_records",
     ("report_stage", "efficiency_csv"): None,
+    ("split_stage", "validation_fraction"): "dataset_settings.*.validation_fraction",
+    ("evaluate_stage", "split"): None,
+    ("evaluate_stage", "slices_npz"): None,
+    ("evaluate_stage", "predictions_dir"): None,
+    ("robustness_stage", "split"): None,
+    ("robustness_stage", "calibration_json"): None,
 }
 
 

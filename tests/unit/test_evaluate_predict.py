@@ -15,6 +15,7 @@ from mednca.cli import main
 from mednca.data.stages import dataset_folder
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.evaluate.overlays import read_case_slices
+from mednca.evaluate.predict import case_name
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import outputs_beside, train_stage
 
@@ -110,3 +111,60 @@ def test_predict_names_a_channel_mismatch(
     assert main([*arguments, "--output", str(tmp_path / "seg.nii.gz")]) == 2
     assert "takes 1 input channel(s), the input has 2" in capsys.readouterr().err
     assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_predict_of_a_test_case_is_the_evaluations_label_map_for_an_nca(
+    prepared_phantom: Path, tmp_path: Path
+) -> None:
+    """The NCA's random draws come from the seed and the case's name in both, so the label maps agree."""
+    model = tmp_path / "nca" / "model.pt"
+    train_stage(
+        slices_dir=prepared_phantom / "slices",
+        manifest_csv=prepared_phantom / "manifest.csv",
+        model_path=model,
+        model_name="med_nca",
+        arguments={"channels": 8, "hidden_size": 16, "steps": 4, "fire_rate": 0.5, "downscale": 2},
+        settings=TrainingSettings(epochs=1, batch_size=8, lr=1e-3),
+        seed=0,
+        preprocessing=PREPROCESSING,
+        device_name="cpu",
+        **outputs_beside(model),
+    )
+    evaluate_stage(
+        model_path=model,
+        manifest_csv=prepared_phantom / "manifest.csv",
+        cases_csv=prepared_phantom / "cases.csv",
+        source_json=prepared_phantom / "source.json",
+        per_case_csv=tmp_path / "per_case.csv",
+        summary_json=tmp_path / "summary.json",
+        predictions_dir=tmp_path / "predictions",
+        seed=3,
+        device_name="cpu",
+        batch_size=64,
+        nca_runs=2,
+    )
+    case_id = pd.read_csv(tmp_path / "per_case.csv")["case_id"].iloc[0]
+    image, _ = _raw_case(prepared_phantom, case_id)
+    output = tmp_path / "seg.nii.gz"
+    arguments = ["--input", str(image), "--output", str(output), "--seed", "3", "--runs", "2"]
+    assert main(["predict", "--model", str(model), *arguments, "--device", "cpu"]) == 0
+    evaluated = np.asarray(nib.load(tmp_path / "predictions" / f"{case_id}.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.asarray(nib.load(output).dataobj), evaluated)
+
+
+@pytest.mark.parametrize(
+    ("names", "case"),
+    [
+        (["hippocampus_001.nii.gz"], "hippocampus_001"),
+        (["X_0000.nii.gz", "X_0001.nii.gz"], "X"),
+        (["BraTS20_Training_050_flair.nii.gz", "BraTS20_Training_050_t1.NII"], "BraTS20_Training_050"),
+        (["a.nii", "b_t1.nii"], "a"),
+    ],
+)
+def test_case_name_is_the_evaluations_case_id(names: list[str], case: str, tmp_path: Path) -> None:
+    assert case_name([tmp_path / name for name in names]) == case
+
+
+def test_the_case_name_of_a_case_folder_is_its_name(tmp_path: Path) -> None:
+    (tmp_path / "BraTS20_Training_050").mkdir()
+    assert case_name([tmp_path / "BraTS20_Training_050"]) == "BraTS20_Training_050"

@@ -267,8 +267,8 @@ def test_main_table_matches_the_per_case_files(results: Path) -> None:
             pd.read_csv(results / "metrics" / "phantom" / model / f"seed{seed}" / "per_case.csv")["dice"]
             for seed in seeds
         )
-        assert float(cells["Dice"][1]) == pytest.approx(dice.mean())
-        assert cells["Dice"][0] == f"{dice.mean():.3f} ± {dice.std(ddof=0):.3f}"
+        assert float(cells["Test Dice"][1]) == pytest.approx(dice.mean())
+        assert cells["Test Dice"][0] == f"{dice.mean():.3f} ± {dice.std(ddof=0):.3f}"
         assert cells["Seeds"][0] == str(len(seeds))
         paper = PAPER["phantom"][model]["dice"]
         assert float(cells["Ours − paper"][1]) == pytest.approx(dice.mean() - paper)
@@ -296,6 +296,13 @@ def test_report_is_self_contained_and_has_every_section(results: Path) -> None:
     ):
         assert section in html
     assert "within 100.0 s of training" in html and "was 0.880 vs the UNet" in html
+    # Med-NCA and the UNet share seed 0: its two test cases are the pairs of every verdict, too few for one.
+    text = re.sub(r"<[^>]+>", "", html)
+    assert (
+        "The claim that Med-NCA beats the UNet was inconclusive at this sample size: Med-NCA − UNet Dice "
+        "paired by test case and seed, +0.480 (no interval or test from 2 cases, 1 seed)." in text
+    )
+    assert " held:" not in text and "did not hold:" not in text
     assert html.count("data:image/png;base64,") >= 10
     assert all(f"<summary>phantom: {study}</summary>" in html for study in STUDIES)
     assert "Med-NCA steps" in html
@@ -395,6 +402,23 @@ def test_main_table_pools_cases_and_seeds() -> None:
     assert np.isnan(row["parameters"])
 
 
+def centred_noise(rng: np.random.Generator, scale: float, size: int) -> np.ndarray:
+    """Normal noise with mean exactly zero, so that per-case values keep a stated mean."""
+    noise = rng.normal(0.0, scale, size)
+    return noise - noise.mean()
+
+
+def per_case_dice(dataset: str, dice: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``load_per_case`` rows of one seed: each model's Dice per test case."""
+    return pd.DataFrame(
+        [
+            {"dataset": dataset, "model": model, "seed": 0, "case_id": f"case{i:02d}", "dice": value}
+            for model, values in dice.items()
+            for i, value in enumerate(values)
+        ]
+    )
+
+
 def test_findings_state_the_claims_from_the_numbers() -> None:
     table = pd.DataFrame(
         [
@@ -416,38 +440,101 @@ def test_findings_state_the_claims_from_the_numbers() -> None:
             },
         ]
     )
-    sentences = dice_findings(table, PAPER_PARAMETERS)
-    assert sentences[0].startswith("hippocampus: Med-NCA Dice 0.850 vs UNet 0.870 (-0.020; paper +0.028)")
-    few = dice_findings(table.assign(cases=2), PAPER_PARAMETERS)
+    rng = np.random.default_rng(0)
+    unet = 0.87 + centred_noise(rng, 0.03, 30)
+    per_case = per_case_dice(
+        "hippocampus", {"med_nca": unet - 0.02 + centred_noise(rng, 0.005, 30), "unet": unet}
+    )
+    sentences = dice_findings(table, PAPER_PARAMETERS, per_case)
+    assert sentences[0].startswith(
+        "hippocampus: Med-NCA Dice 0.850 vs UNet 0.870 (-0.020; paper +0.028). The claim that Med-NCA beats "
+        "the UNet did not hold: Med-NCA − UNet Dice paired by test case and seed, -0.020 (95 % CI -0.02"
+    )
+    assert sentences[0].endswith("Wilcoxon p < 0.001; 30 cases, 1 seed).")
+    few = dice_findings(table.assign(cases=2), PAPER_PARAMETERS, per_case)
     assert few[0] == (
         "hippocampus: only 2 test volume(s), so its Dice values are a check that training worked, not an "
         "estimate of the accuracy on new cases."
     )
     assert few[1:] == sentences
-    assert "did not hold" in sentences[0]
     assert "62x fewer" in sentences[1] and "(528x)" in sentences[1]
+    # A tiny difference among noisy cases is no confirmed claim, whatever its sign.
+    tiny = per_case_dice(
+        "hippocampus", {"med_nca": unet + 0.001 + centred_noise(rng, 0.05, 30), "unet": unet}
+    )
+    assert (
+        "The claim that Med-NCA beats the UNet was inconclusive at this sample size: Med-NCA − UNet Dice "
+        "paired by test case and seed, +0.001 (95 % CI -0.0"
+        in dice_findings(table, PAPER_PARAMETERS, tiny)[0]
+    )
+    assert dice_findings(table, PAPER_PARAMETERS)[0].endswith(
+        "The claim that Med-NCA beats the UNet cannot be judged without their per-case results."
+    )
+    cases = 11
     robustness = pd.DataFrame(
         [
-            {"dataset": "h", "study": study, "model": model, "severity": s, "value": 0.1 * s, "dice": dice}
+            {"dataset": "h", "model": model, "seed": 0, "case_id": f"case{case:02d}", "study": study,
+             "severity": s, "value": 0.1 * s, "dice": dice + offset}
             for study in ("shift", "noise")
             for model, dices in (("med_nca", [0.85, 0.83, 0.82]), ("unet", [0.87, 0.7, 0.5]))
             for s, dice in enumerate(dices)
+            for case, offset in enumerate(centred_noise(rng, 0.01, cases))
         ]
-    )
-    text = " ".join(robustness_findings(robustness_summary(robustness)))
+    )  # fmt: skip
+    summary = robustness_summary(robustness)
+    text = " ".join(robustness_findings(summary, robustness))
     assert (
         "h, shift: Med-NCA's mean Dice went from 0.850 (clean) to 0.820 at 0.2; the UNet's went from 0.870 "
         "(clean) to 0.500 at 0.2." in text
     )
-    assert "only slight degradation under strong shifts (a drop of at most 0.05) held" in text
+    assert (
+        "h: the claim of only slight degradation of Med-NCA under strong shifts (a drop of at most 0.05) "
+        "held: Med-NCA's clean − shifted Dice at 0.2 (its largest mean drop) paired by case and seed, +0.030 "
+        "(95 % CI" in text
+    )
+    assert "11 cases, 1 seed" in text
     assert "less Dice than the UNet in 1 of 1 MRI artefact studies" in text
+    assert (
+        "h, noise: the claim that Med-NCA loses less Dice than the UNet held: the UNet's Dice drop at 0.2 − "
+        "Med-NCA's at 0.2 (each model's largest mean drop) paired by case and seed, +0.340 (95 % CI" in text
+    )
+    assert "under MRI artefacts held in 1, did not hold in 0 and was inconclusive in 0 of 1 studies." in text
+    # A drop near the bound among noisy cases leaves the claim open; without per-case rows it is not judged.
+    worst = (
+        (robustness["study"] == "shift") & (robustness["model"] == "med_nca") & (robustness["severity"] == 2)
+    )
+    noisy = robustness.copy()
+    noisy.loc[worst, "dice"] -= 0.015 + centred_noise(rng, 0.05, cases)
+    shift = [
+        sentence for sentence in robustness_findings(robustness_summary(noisy), noisy) if "shifts" in sentence
+    ]
+    assert shift[0].startswith(
+        "h: the claim of only slight degradation of Med-NCA under strong shifts (a drop of at most 0.05) was "
+        "inconclusive at this sample size: Med-NCA's clean − shifted Dice at 0.2 (its largest mean drop) "
+        "paired by case and seed, +0.045 (95 % CI +0.0"
+    )
+    assert "(a drop of at most 0.05) cannot be judged without per-case results." in " ".join(
+        robustness_findings(summary)
+    )
     quality = quality_findings(
         {("h", "med_nca", 0): {"cases": 10, "failures": 0, "failure_dice": 0.8, "spearman_nqm_dice": -0.5}}
     )
     assert quality == [
-        "h, Med-NCA, seed 0: Spearman correlation of NQM with Dice -0.50 over 10 clean and perturbed cases; "
-        "no case had Dice below 0.8, so failure detection could not be tested."
+        "h, Med-NCA, seed 0: Spearman correlation of NQM with Dice -0.50 over 10 clean and perturbed test "
+        "cases; no case had Dice below 0.8, so failure detection could not be tested."
     ]
+    calibrated = {
+        "cases": 10, "failures": 2, "failure_dice": 0.8, "spearman_nqm_dice": -0.5, "nqm_threshold": 0.04,
+        "failures_caught": 1, "successes_flagged": 0,
+    }  # fmt: skip
+    on_validation = quality_findings(
+        {("h", "med_nca", 0): {**calibrated, "threshold_fitted_on": "validation"}}
+    )
+    assert (
+        "a threshold at NQM 0.040 (fitted on the validation split) caught 1 of 2 failures" in on_validation[0]
+    )
+    same = quality_findings({("h", "med_nca", 0): {**calibrated, "threshold_fitted_on": "same cases"}})
+    assert "(fitted on these same cases: no validation split, so this is optimistic)" in same[0]
 
 
 def test_benchmarks_and_dataset_digest(results: Path) -> None:
@@ -502,8 +589,9 @@ def test_equal_time_findings_compare_at_the_shortest_run_and_say_when_the_paper_
     sentences = equal_time_findings(curves, paper)
     assert sentences == [
         "h: within 15.0 min of training (each model's last learning-curve point by then), Med-NCA's test "
-        "Dice was 0.790 vs the UNet's 0.875 (-0.085). The claim that Med-NCA beats the UNet did not hold at "
-        "equal training time.",
+        "Dice was 0.790 vs the UNet's 0.875 (-0.085). The claim that Med-NCA beats the UNet at equal "
+        "training time was inconclusive at this sample size: Med-NCA − UNet mean test Dice paired by seed "
+        "(the learning curves have no per-case Dice), -0.075 (no interval or test from 1 seed).",
         "h: Med-NCA first reached the paper's Dice 0.886 after 2.0 h of training (seed 0, epoch 12).",
         "h: UNet stayed below the paper's Dice 0.900 throughout training; its best point was 0.875 after "
         "15.0 min (seed 0, epoch 9).",
@@ -559,16 +647,23 @@ def test_efficiency_findings_rank_the_models_and_judge_pre_training_at_the_fewes
             for seed, value in enumerate(values)
         ]
     )  # fmt: skip
-    assert efficiency_findings(efficiency_summary(runs)) == [
+    assert efficiency_findings(efficiency_summary(runs), runs) == [
         "Trained on 2 case(s) with equal budgets: mean test Dice Med-NCA 0.650 (2 seeds), SegNet (from "
         "brats) 0.550 (2 seeds), SegNet 0.350 (2 seeds).",
         "Trained on 140 case(s) with equal budgets: mean test Dice Med-NCA 0.880, SegNet 0.850, SegNet (from "
         "brats) 0.800.",
-        "Pre-training on brats changed SegNet's mean test Dice by k=2 +0.200, k=140 -0.050; it helped at 1 "
-        "of 2 k values.",
-        "The claim that a model pre-trained on brats needs less data (better with the fewest cases, k=2) "
-        "held for SegNet.",
+        "Pre-training on brats changed SegNet's mean test Dice by k=2 +0.200, k=140 -0.050; its mean was "
+        "higher at 1 of 2 k values.",
+        "The claim that a model pre-trained on brats needs less data (better with the fewest cases, k=2) for "
+        "SegNet was inconclusive at this sample size: fine-tuned − from-scratch mean test Dice paired by "
+        "seed, +0.200 (no interval or test from 2 seeds).",
     ]
+    one_seed = runs[~((runs["model"] == "segnet") & (runs["seed"] == 1))]
+    assert efficiency_findings(efficiency_summary(one_seed), one_seed)[-1].startswith(
+        "The claim that a model pre-trained on brats needs less data (better with the fewest cases, k=2) for "
+        "SegNet was inconclusive at this sample size: fine-tuned − from-scratch mean test Dice paired by "
+        "seed, +0.200 (no interval or test from 1 seed)."
+    )
     assert len(efficiency_findings(efficiency_summary(runs[runs["model"] != "segnet"]))) == 2
 
 
@@ -580,33 +675,43 @@ def _report_arguments(results: Path, out: Path) -> dict:
     }  # fmt: skip
 
 
+def _ablation_record(variant: str, seed: int, minutes: float, dice: float, hd95: float) -> dict:
+    """A recipe-ablation record as ``benchmarks/recipe_ablation.py`` writes it (validation metrics only)."""
+    return {
+        "label": variant,
+        "run": {"dataset": "hippocampus", "model": "med_nca", "seed": seed},
+        "training": {"epochs": 9, "iterations": 1872, "train_seconds": 60 * minutes, "parameters": 25920},
+        "metrics": {
+            "validation": {"cases": 20, "dice_mean": dice, "dice_std": 0.05, "hd95_mean": hd95},
+            "test": None,
+        },
+        "machine": {"cpu": "AMD EPYC", "isa": ["avx2"], "threads": 2},
+    }
+
+
 def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Path) -> None:
-    runs = pd.DataFrame(
-        {
-            "variant": ["paper", "ema", "paper", "ema"],
-            "seed": [0, 0, 1, 1],
-            "epochs": 9,
-            "iterations": 1872,
-            "train_minutes": [14.0, 15.0, 16.0, 15.0],
-            "dice_mean": [0.80, 0.85, 0.82, 0.86],
-            "dice_std": 0.05,
-            "hd95_mean": [3.0, 2.0, 5.0, 2.0],
-        }
-    )
-    runs.to_csv(tmp_path / "ablation.csv", index=False)
+    folder = tmp_path / "records" / "recipe_ablation"
+    runs = [("paper", 0, 14.0, 0.80, 3.0), ("ema", 0, 15.0, 0.85, 2.0), ("paper", 1, 16.0, 0.82, 5.0)]
+    runs.append(("ema", 1, 15.0, 0.86, 2.0))
+    for variant, seed, minutes, dice, hd95 in runs:
+        path = folder / variant / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_ablation_record(variant, seed, minutes, dice, hd95)))
     out = results / "report.html"
     arguments = _report_arguments(results, out)
-    report_stage(**arguments, ablation_csv=tmp_path / "ablation.csv")
+    report_stage(**arguments, ablation_records=folder)
     header, *rows = parse(out.read_text()).tables["ablation"]
     cells = {row[0][0]: dict(zip([text for text, _ in header], row, strict=True)) for row in rows}
-    assert list(cells) == ["paper", "ema"]
-    assert cells["ema"]["Test Dice (mean over seeds)"][0] == "0.855"
+    assert set(cells) == {"paper", "ema"}
+    assert cells["ema"]["Validation Dice (mean over seeds)"][0] == "0.855"
     assert cells["ema"]["Seeds' range"][0] == "0.850–0.860"
     assert cells["ema"]["Dice − paper recipe"][0] == "0.045"
-    assert cells["paper"]["Training time"][0] == "15.0 min" and cells["paper"]["HD95 (mm)"][0] == "4.00"
-    runs.drop(columns="dice_mean").to_csv(tmp_path / "broken.csv", index=False)
-    with pytest.raises(DataError, match=r"broken\.csv: not an ablation table \(lacks dice_mean\)"):
-        report_stage(**arguments, ablation_csv=tmp_path / "broken.csv")
+    assert (
+        cells["paper"]["Training time"][0] == "15.0 min"
+        and cells["paper"]["Validation HD95 (mm)"][0] == "4.00"
+    )
+    with pytest.raises(DataError, match=r"empty: holds no recipe-ablation record"):
+        report_stage(**arguments, ablation_records=tmp_path / "records" / "empty")
 
 
 def test_report_shows_the_data_efficiency_study_per_model_and_k(results: Path, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from conftest import PREPROCESSING
 
 from mednca.evaluate.evaluation import evaluate_stage, segment_case
 from mednca.evaluate.inference import nqm
-from mednca.evaluate.quality import failure_detection
-from mednca.perturb.robustness import robustness_stage, strip_background
+from mednca.evaluate.quality import failure_detection, nqm_threshold
+from mednca.perturb.robustness import quality_summary, robustness_stage, strip_background
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import outputs_beside, train_stage
 
@@ -127,6 +127,29 @@ def test_failure_detection_on_hand_made_values() -> None:
     assert summary["failures"] == 2 and summary["failures_caught"] == 2 and summary["successes_flagged"] == 1
     assert summary["spearman_nqm_dice"] == pytest.approx(-1.0)
     assert failure_detection(dice, np.zeros(6))["spearman_nqm_dice"] is None
+
+
+def test_a_threshold_calibrated_on_validation_is_judged_on_other_cases(tmp_path: Path) -> None:
+    validation = pd.DataFrame({"dice": [0.9, 0.85, 0.95, 0.88, 0.5], "nqm": [0.1, 0.12, 0.08, 0.11, 0.5]})
+    assert nqm_threshold(validation["dice"], validation["nqm"]) == pytest.approx(
+        np.quantile([0.1, 0.12, 0.08, 0.11], 0.95)
+    )
+    calibration = tmp_path / "validation.json"
+    calibration.write_text(json.dumps(quality_summary(validation, "validation", None)))
+    test = pd.DataFrame({"dice": [0.9, 0.3, 0.86, 0.4], "nqm": [0.05, 0.6, 0.13, 0.09]})
+    summary = quality_summary(test, "test", calibration)
+    assert summary["split"] == "test" and summary["threshold_fitted_on"] == "validation"
+    assert summary["nqm_threshold"] == pytest.approx(
+        json.loads(calibration.read_text())["calibrated_threshold"]
+    )
+    # 0.6 is above the validation threshold (caught), 0.09 is not (missed); 0.13 flags a success.
+    assert (summary["failures"], summary["failures_caught"], summary["successes_flagged"]) == (2, 1, 1)
+    uncalibrated = quality_summary(test, "test", None)
+    assert uncalibrated["threshold_fitted_on"] == "same cases"
+    no_success = tmp_path / "none.json"
+    no_success.write_text(json.dumps(quality_summary(test.assign(dice=0.1), "validation", None)))
+    summary = quality_summary(test, "test", no_success)
+    assert summary["nqm_threshold"] is None and summary["threshold_fitted_on"] == "validation"
 
 
 def test_nqm_definition() -> None:

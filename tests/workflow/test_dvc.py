@@ -7,6 +7,8 @@ nothing, a learning-rate change that re-trains only that model, and `dvc push` /
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,13 +16,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
-from conftest import run_tool as run
+from conftest import ROOT, run_tool
 
 pytestmark = pytest.mark.workflow
 STUDIES = ["shift", "scale_resize", "scale_fixed", "noise", "spike", "ghosting", "bias_field", "motion"]
 STUDIES += ["anisotropy", "gibbs"]
 DATASETS = ("phantom", "phantom_multimodal")
+
+
+def run(command: list[str], cwd: Path) -> str:
+    """A command in a copy of the project, with that copy's own library (its ``src/``) on the Python path:
+    the rules' code inputs are then the copy's files, as in a clone with an editable install."""
+    return run_tool(command, cwd, python_path=cwd / "src" if (cwd / "src").is_dir() else None)
 
 
 def dvc(*args: str, cwd: Path) -> str:
@@ -54,7 +61,9 @@ def test_demo_runs_every_stage_and_ends_with_the_report(demo: Path) -> None:
     results = demo / "results"
     for dataset in DATASETS:
         manifest = pd.read_csv(results / "data" / dataset / "manifest.csv")
-        assert set(manifest["split"]) == {"train", "test"}
+        # The demo's phantom holds out validation patients (its NCAs' NQM threshold is fitted on them).
+        expected = {"train", "validation", "test"} if dataset == "phantom" else {"train", "test"}
+        assert set(manifest["split"]) == expected
         assert manifest["case_id"].is_unique
         index = pd.read_csv(results / "data" / dataset / "slices" / "index.csv")
         assert sorted(index["case_id"]) == sorted(manifest["case_id"])
@@ -82,6 +91,16 @@ def test_demo_runs_every_stage_and_ends_with_the_report(demo: Path) -> None:
             else:  # deterministic: the curve's last point is the evaluation
                 assert curve["dice_mean"].iloc[-1] == pytest.approx(per_case["dice"].mean())
             assert (results / "benchmarks" / "evaluate" / f"{run_dir}.tsv").exists()
+            record = json.loads((results / "records" / dataset / model / "seed0.json").read_text())
+            assert record["metrics"]["test"]["dice_mean"] == pytest.approx(per_case["dice"].mean())
+            assert "Dice (mean ± sd)" in (results / "models" / run_dir / "model_card.md").read_text()
+            if dataset == "phantom":
+                validation = pd.read_csv(results / "metrics" / run_dir / "validation" / "per_case.csv")
+                held_out_for_validation = manifest.loc[manifest.split == "validation", "case_id"]
+                assert sorted(validation["case_id"]) == sorted(held_out_for_validation)
+                assert record["metrics"]["validation"]["cases"] == len(validation)
+            if dataset == "phantom" and model in ("med_nca", "nca"):
+                assert record["nqm"]["threshold_fitted_on"] == "validation"
     assert "synthetic" in (demo / "data" / "raw" / "Phantom_demo" / "dataset.json").read_text().lower()
     report = (results / "report.html").read_text()
     assert "Missing results" not in report
@@ -131,7 +150,7 @@ def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path
     assert yaml.safe_load(config_path.read_text())["model_settings"]["unet"]["training"]["lr"] == 3.0e-3
     assert "config" in dvc("status", cwd=demo)
     again = dvc("repro", cwd=demo)
-    assert "Stage 'data' didn't change, skipping" in again and "Running stage 'train'" in again
+    assert "Stage 'data' didn't change, skipping" in again and "Running stage 'models'" in again
     changed = {path.parent.parent.name for path in files if digest(path) != before[path]}
     assert changed == {"unet"}
     assert "model_settings.unet.training.lr" in dvc("params", "diff", cwd=demo)
@@ -150,6 +169,27 @@ def test_learning_rate_change_retrains_only_that_model_then_push_pull(demo: Path
     assert digest(clone / "data" / "raw" / "Phantom_demo" / "dataset.json") == digest(
         demo / "data" / "raw" / "Phantom_demo" / "dataset.json"
     )
+
+
+def test_a_change_of_the_unet_code_reruns_the_unet_jobs_only(demo: Path, tmp_path: Path) -> None:
+    """The rules declare the library files they run: after a behaviour change in the UNet's module, DVC
+    sees the library changed and Snakemake plans the UNet's jobs and what depends on them, nothing of the
+    other models."""
+    demo = Path(shutil.copytree(demo, tmp_path / "repo", symlinks=True))
+    unet = demo / "src" / "mednca" / "models" / "unet.py"
+    unet.write_text(unet.read_text().replace("dropout: float = 0.0", "dropout: float = 0.0  # changed"))
+    assert "models" in dvc("status", cwd=demo)
+    command = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml"]
+    planned = run(command, demo)
+    trained = set(re.findall(r"results/models/(\w+)/(\w+)/seed0/model\.pt", _jobs(planned, "train_model")))
+    assert trained == {("phantom", "unet")}
+    for rule in ("train_model", "finetune_model", "evaluate_model", "robustness_studies", "calibrate_nqm"):
+        assert not re.search(r"(med_nca|/nca/|segnet)", _jobs(planned, rule)), rule
+
+
+def _jobs(plan: str, rule: str) -> str:
+    """The text of every planned job of ``rule`` in a dry run's output."""
+    return "\n".join(block for block in plan.split("\n\n") if f"rule {rule}:" in block)
 
 
 def test_report_written_elsewhere_finds_every_result(demo: Path, tmp_path: Path) -> None:

@@ -321,8 +321,8 @@ def benchmark_files():
 
 
 def ablation_inputs():
-    """The recipe-ablation table the report shows, if the config names one."""
-    return [config["ablation_table"]] if config["ablation_table"] else []
+    """The folder of recipe-ablation records the report shows, if the config names one."""
+    return [config["ablation_records"]] if config["ablation_records"] else []
 
 
 def summary_outputs():

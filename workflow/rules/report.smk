@@ -16,6 +16,7 @@ rule build_report:
         benchmarks=list(benchmark_files().values()),
         ablation=ablation_inputs(),
         efficiency=efficiency_table_outputs(),
+        records=record_outputs(),
         code=code("build_report.py"),
     output:
         report(

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mednca.data.layout import Channel, order_sequence_files
 from mednca.data.preprocessing import Preprocessing
@@ -20,6 +19,7 @@ from mednca.data.volumes import (
 )
 from mednca.errors import DataError
 from mednca.evaluate.evaluation import load_segmenter
+from mednca.evaluate.inference import case_generator
 from mednca.io import check_output
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tup
     return np.stack(channels), np.asarray(first.affine, dtype=np.float64)
 
 
-def _sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
+def sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
     """A BraTS model's inputs as one file per sequence in its training order (from a case folder or from
     files named ``*_{sequence}.nii.gz`` in any order); other inputs unchanged."""
     if preprocessing.layout != "brats":
@@ -61,6 +61,27 @@ def _sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Pa
     if ordered != inputs:
         log.info("input sequences %s: %s", ", ".join(preprocessing.sequences), ", ".join(map(str, ordered)))
     return ordered
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def case_name(inputs: list[Path]) -> str:
+    """The case an input names, as the evaluation names cases: a case folder's name, a file's name without
+    its NIfTI suffix, or the part before the last ``_`` that channel files share (``X_0000``/``X_0001`` and
+    ``X_flair``/``X_t1`` -> ``X``). An NCA's random draws are seeded from it, so ``mednca predict`` on a test
+    case gives the evaluation's label map."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        return Path(inputs[0]).name
+    stems = []
+    for path in map(Path, inputs):
+        name = path.name
+        suffix = next((s for s in NIFTI_SUFFIXES if name.lower().endswith(s)), "")
+        stems.append(name[: len(name) - len(suffix)])
+    if len(stems) == 1:
+        return stems[0]
+    prefixes = {stem.rpartition("_")[0] for stem in stems}
+    return prefixes.pop() if len(prefixes) == 1 and "" not in prefixes else stems[0]
 
 
 def predict_file(
@@ -75,18 +96,19 @@ def predict_file(
 
     A BraTS model also takes a case folder, or its sequence files in any order when their names end with
     the sequence. An NCA is run ``runs`` times and its mean output thresholded; the NQM of the runs is
-    logged. The output is checked before anything is computed: a ``.nii`` or ``.nii.gz`` name that is none
-    of the inputs nor the model file.
+    logged; its random draws are seeded from ``seed`` and the case's name (``case_name``), as in the
+    evaluation. The output is checked before anything is computed: a ``.nii`` or ``.nii.gz`` name that is
+    none of the inputs nor the model file.
     """
     model_path, inputs, output = Path(model_path), [Path(p) for p in inputs], Path(output)
     check_output(output, [model_path, *inputs])
     is_compressed_nifti(output)
     segmenter = load_segmenter(model_path, device_name, runs, batch_size=64)
-    inputs = _sequence_files(inputs, segmenter.preprocessing)
+    inputs = sequence_files(inputs, segmenter.preprocessing)
     check_output(output, [model_path, *inputs])
     image, affine = read_input_channels(inputs, segmenter.preprocessing)
     segmenter.check_channels(image.shape[0], "the input")
-    generator = torch.Generator(device=segmenter.device).manual_seed(seed)
+    generator = case_generator(seed, case_name(inputs), segmenter.device)
     try:
         result = segmenter.segment(image, affine, generator)
     except DataError as error:

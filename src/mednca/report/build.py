@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mednca.documents import ablation_records
 from mednca.io import atomic_path
 from mednca.names import display_name
 from mednca.report import figures
+from mednca.report.cards import card_table, checklist, load_records, paper_settings
 from mednca.report.collect import (
     Missing,
     ReportFiles,
@@ -30,6 +32,7 @@ from mednca.report.collect import (
 )
 from mednca.report.columns import (
     ABLATION_COLUMNS,
+    CARD_COLUMNS,
     DATASET_COLUMNS,
     EFFICIENCY_TABLE_COLUMNS,
     MAIN_TABLE_COLUMNS,
@@ -53,7 +56,6 @@ from mednca.report.tables import (
     ablation_summary,
     efficiency_summary,
     main_table,
-    read_ablation,
     read_efficiency,
     robustness_summary,
     robustness_wide,
@@ -73,11 +75,12 @@ def report_stage(
     config: dict,
     nca_runs: int,
     repository: Path | None = None,
-    ablation_csv: Path | None = None,
+    ablation_records: Path | None = None,
     efficiency_csv: Path | None = None,
 ) -> None:
     """Write ``out_html`` from the result files of ``files`` (missing ones are listed on the page), with
-    the recipe ablation of ``ablation_csv`` (``benchmarks/recipe_ablation.py``) and the data-efficiency
+    the recipe ablation of the records in ``ablation_records`` (``benchmarks/recipe_ablation.py``, scored
+    on the validation split) and the data-efficiency
     study of ``efficiency_csv`` (``mednca.evaluate.efficiency``) when given."""
     runs, datasets, missing = files.runs, list(files.datasets), Missing()
     per_case = load_per_case(runs, missing)
@@ -107,13 +110,24 @@ def report_stage(
     efficiency = None if efficiency_csv is None else read_efficiency(Path(efficiency_csv))
     efficiency_rows = None if efficiency is None else efficiency_summary(efficiency)
     volumes = small_split_volumes(per_case, FEW_TEST_CASES)
+    records = load_records(runs, missing)
     context = {
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
         "missing": missing.paths,
         "few_test_cases": FEW_TEST_CASES,
+        "checklist": checklist(records, config, paper_settings(repository), ablation_records is not None),
         "findings": findings_sections(
-            table, robust, quality, paper_parameters, curves, paper_dice, efficiency_rows
+            table,
+            robust,
+            quality,
+            paper_parameters,
+            curves,
+            paper_dice,
+            efficiency_rows,
+            per_case=per_case,
+            robustness=robustness,
+            efficiency_runs=efficiency,
         ),
         "tables": {
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
@@ -122,7 +136,8 @@ def report_stage(
             "stages": html_table(stages, STAGE_COLUMNS, "stage-times"),
             "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
-            "ablation": None if ablation_csv is None else ablation_table(Path(ablation_csv)),
+            "cards": None if not records else html_table(card_table(records), CARD_COLUMNS, "model-cards"),
+            "ablation": None if ablation_records is None else ablation_table(Path(ablation_records)),
             "efficiency": None
             if efficiency_rows is None
             else html_table(efficiency_rows, EFFICIENCY_TABLE_COLUMNS, "efficiency"),
@@ -194,6 +209,6 @@ def efficiency_figure(efficiency: pd.DataFrame) -> FigureItem:
     )
 
 
-def ablation_table(ablation_csv: Path) -> str:
-    """The HTML table of a recipe ablation, one row per variant."""
-    return html_table(ablation_summary(read_ablation(ablation_csv)), ABLATION_COLUMNS, "ablation")
+def ablation_table(folder: Path) -> str:
+    """The HTML table of a recipe ablation's records, one row per variant (validation Dice)."""
+    return html_table(ablation_summary(ablation_records(folder)), ABLATION_COLUMNS, "ablation")

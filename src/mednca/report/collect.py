@@ -58,6 +58,7 @@ class RunFiles:
     quality: Path | None = None
     gallery: Path | None = None
     trajectory: Path | None = None
+    record: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def run_files(
     quality: list | None = None,
     galleries: list | None = None,
     trajectories: list | None = None,
+    records: list | None = None,
 ) -> dict[Run, RunFiles]:
     """The RunFiles of each run from the workflow's input lists.
 
@@ -120,6 +122,7 @@ def run_files(
         "quality": single(quality, runs, "quality summaries"),
         "gallery": single(galleries, runs, "gallery folders"),
         "trajectory": single(trajectories, nca_runs, "trajectories"),
+        "record": single(records, runs, "run records"),
     }
     return {
         run: RunFiles(
@@ -351,6 +354,7 @@ RUN_FILE_INPUTS = (
     "quality",
     "galleries",
     "trajectories",
+    "records",
 )
 """The named input lists of the report and summary rules that ``run_files`` maps to runs."""
 

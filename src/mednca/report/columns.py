@@ -12,11 +12,11 @@ MAIN_TABLE_COLUMNS = [
     Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
     Column("seeds", "Seeds", lambda r: count(r["seeds"])),
     Column("cases", "Test cases", lambda r: count(r["cases"])),
-    Column("dice_mean", "Dice", lambda r: mean_std(r["dice_mean"], r["dice_std"])),
+    Column("dice_mean", "Test Dice", lambda r: mean_std(r["dice_mean"], r["dice_std"])),
     Column("paper_dice", "Paper Dice", lambda r: mean_std(r["paper_dice"], r["paper_dice_std"])),
     Column("dice_vs_paper", "Ours − paper", lambda r: number(r["dice_vs_paper"])),
     Column("dice_seed_std", "Dice seed std", lambda r: number(r["dice_seed_std"])),
-    Column("hd95_mean", "HD95 (mm)", lambda r: mean_std(r["hd95_mean"], r["hd95_std"], 2)),
+    Column("hd95_mean", "Test HD95 (mm)", lambda r: mean_std(r["hd95_mean"], r["hd95_std"], 2)),
     Column("parameters", "Parameters", lambda r: count(r["parameters"])),
     Column("train_seconds", "Training time", lambda r: seconds(r["train_seconds"])),
     Column("inference_seconds", "Inference per volume", lambda r: seconds(r["inference_seconds"])),
@@ -24,18 +24,55 @@ MAIN_TABLE_COLUMNS = [
     Column("inference_peak_mb", "Inference peak MB", lambda r: count(r["inference_peak_mb"])),
     Column("nqm_mean", "Mean NQM", lambda r: number(r["nqm_mean"])),
 ]
-SEED_SPREAD_COLUMNS = [
-    Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
-    Column("dice", "Test Dice (mean over seeds)", lambda r: number(r["dice"])),
-    Column("dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"),
-    Column("hd95", "HD95 (mm)", lambda r: number(r["hd95"], 2)),
+
+
+def seed_spread_columns(split: str) -> list[Column]:
+    """Training time, and Dice on ``split`` over seeds with their range, of a table with one row per
+    setting."""
+    return [
+        Column("train_minutes", "Training time", lambda r: seconds(60 * r["train_minutes"])),
+        Column("dice", f"{split.capitalize()} Dice (mean over seeds)", lambda r: number(r["dice"])),
+        Column(
+            "dice_seed_min", "Seeds' range", lambda r: f"{number(r.dice_seed_min)}–{number(r.dice_seed_max)}"
+        ),
+        Column("hd95", f"{split.capitalize()} HD95 (mm)", lambda r: number(r["hd95"], 2)),
+    ]
+
+
+CARD_COLUMNS = [
+    Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),
+    Column("model", "Model", lambda r: display_name(r["model"]), numeric=False),
+    Column("seed", "Seed", lambda r: count(r["seed"])),
+    Column("patients", "Patients train / val / test", lambda r: r["patients"], numeric=False),
+    Column("case_lists", "Case lists (SHA-256)", lambda r: r["case_lists"], numeric=False),
+    Column("parameters", "Parameters", lambda r: count(r["parameters"])),
+    Column(
+        "train_seconds", "Training", lambda r: f"{seconds(r['train_seconds'])}, {count(r['epochs'])} epochs"
+    ),
+    Column("peak_mb", "Training peak MB", lambda r: count(r["peak_mb"])),
+    Column("machine", "CPU, threads", lambda r: r["machine"], numeric=False),
+    Column(
+        "validation_dice", "Validation Dice", lambda r: mean_std(r["validation_dice"], r["validation_std"])
+    ),
+    Column("test_dice", "Test Dice", lambda r: mean_std(r["test_dice"], r["test_std"])),
+    Column("nqm_threshold", "NQM threshold (fitted on)", lambda r: nqm_threshold(r), numeric=False),
+    Column("commit", "Trained at", lambda r: r["commit"], numeric=False),
 ]
-"""Training time, and test Dice over seeds with their range, of a table with one row per setting."""
+"""The model cards in brief: one row per run, from its record."""
+
+
+def nqm_threshold(row: pd.Series) -> str:
+    """'0.042 (validation)', or an en dash for a run without an NQM threshold."""
+    if is_missing(row["nqm_threshold"]):
+        return "–"
+    return f"{number(row['nqm_threshold'])} ({row['threshold_on']})"
+
+
 ABLATION_COLUMNS = [
     Column("variant", "Variant", lambda r: r["variant"], numeric=False),
     Column("seeds", "Seeds", lambda r: count(r["seeds"])),
     Column("epochs", "Epochs", lambda r: count(r["epochs"])),
-    *SEED_SPREAD_COLUMNS,
+    *seed_spread_columns("validation"),
     Column("dice_vs_reference", "Dice − paper recipe", lambda r: number(r["dice_vs_reference"])),
 ]
 EFFICIENCY_TABLE_COLUMNS = [
@@ -44,7 +81,7 @@ EFFICIENCY_TABLE_COLUMNS = [
     Column("train_cases", "Training cases", lambda r: count(r["train_cases"])),
     Column("seeds", "Seeds", lambda r: count(r["seeds"])),
     Column("iterations", "Optimiser steps", lambda r: count(r["iterations"])),
-    *SEED_SPREAD_COLUMNS,
+    *seed_spread_columns("test"),
 ]
 PER_VOLUME_COLUMNS = [
     Column("dataset", "Dataset", lambda r: r["dataset"], numeric=False),

@@ -4,6 +4,11 @@ The claims (Kalkhof et al., IPMI 2023): Med-NCA beats a UNet on Dice while being
 degrades only slightly under strong shifts; it is robust to scale changes and MRI artefacts. The M3D-NCA
 follow-up adds that the NQM of repeated NCA runs flags failed segmentations. Every sentence is built from
 the report's tables; where a comparison lacks its inputs the sentence says so.
+
+A verdict on a claim follows the 95 % interval of a paired difference (``mednca.report.statistics``): over
+the same test cases and seeds where there are per-case results, over seeds where there are only per-seed
+means. It states the difference, its interval, a Wilcoxon signed-rank p-value and how many cases and seeds
+were paired; "held" needs the interval to exclude the claim's boundary on the claimed side.
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ import pandas as pd
 from mednca.names import BASELINE, display_name
 from mednca.names import PAPER_MODEL as NCA
 from mednca.report.render import seconds
+from mednca.report.statistics import (
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    PairedDifference,
+    describe,
+    paired_difference,
+    seed_difference,
+    verdict,
+)
 
 SLIGHT_DROP = 0.05
 """The largest mean Dice drop this report calls "slight degradation"."""
@@ -33,8 +48,53 @@ def _row(table: pd.DataFrame, dataset: str, model: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
-def dice_findings(table: pd.DataFrame, paper_parameters: dict[str, float]) -> list[str]:
-    """Per dataset: Med-NCA vs UNet Dice (with the paper's difference), size and inference time."""
+def _claim_text(claim: str, prefix: str) -> str:
+    """'The claim {claim}', or '{prefix}: the claim {claim}'."""
+    return f"{prefix}: the claim {claim}" if prefix else f"The claim {claim}"
+
+
+def _judged(
+    claim: str,
+    difference: PairedDifference,
+    measured: str,
+    direction: int = 1,
+    margin: float = 0.0,
+    prefix: str = "",
+) -> str:
+    """'The claim {claim} held: {measured}, +0.012 (95 % CI ...; 60 cases, 1 seed).' (claim: 'that ...' or
+    'of ...'; led by '{prefix}: ' when given). The verdict follows the interval of ``difference`` against
+    ``margin`` on the side of ``direction`` (``statistics.verdict``); with nothing paired it is not judged."""
+    if difference.units == 0:
+        return f"{_claim_text(claim, prefix)} cannot be judged: {measured} has no pair of results."
+    outcome = verdict(difference, direction, margin)
+    verb = f"was {outcome}" if outcome == INCONCLUSIVE else outcome
+    return f"{_claim_text(claim, prefix)} {verb}: {measured}, {describe(difference)}."
+
+
+def _scores(rows: pd.DataFrame, column: str = "dice") -> pd.DataFrame:
+    """The case_id, seed and value (``column``) of per-case rows, as ``paired_difference`` takes them."""
+    return pd.DataFrame({"case_id": rows["case_id"], "seed": rows["seed"], "value": rows[column]})
+
+
+def _dice_claim(dataset: str, per_case: pd.DataFrame | None) -> str:
+    """The verdict on 'Med-NCA beats the UNet' from their Dice on the same test cases and seeds."""
+    claim = "that Med-NCA beats the UNet"
+    if per_case is None:
+        return f"The claim {claim} cannot be judged without their per-case results."
+    rows = per_case[per_case["dataset"] == dataset]
+    nca, unet = (_scores(rows[rows["model"] == model]) for model in (NCA, BASELINE))
+    measured = "Med-NCA − UNet Dice paired by test case and seed"
+    return _judged(claim, paired_difference(nca, unet), measured)
+
+
+def dice_findings(
+    table: pd.DataFrame, paper_parameters: dict[str, float], per_case: pd.DataFrame | None = None
+) -> list[str]:
+    """Per dataset: Med-NCA vs UNet Dice (with the paper's difference), size and inference time.
+
+    The verdict on 'Med-NCA beats the UNet' pairs their Dice per test case and seed from ``per_case``
+    (``load_per_case``: dataset, model, seed, case_id, dice); without it the claim is not judged.
+    """
     sentences = []
     for dataset in sorted(table["dataset"].unique()):
         sentences += _few_cases_sentences(table[table["dataset"] == dataset])
@@ -49,10 +109,9 @@ def dice_findings(table: pd.DataFrame, paper_parameters: dict[str, float]) -> li
         ours = nca["dice_mean"] - unet["dice_mean"]
         theirs = nca["paper_dice"] - unet["paper_dice"]
         paper = "no published values" if math.isnan(theirs) else f"paper {_signed(theirs)}"
-        verdict = "held" if ours > 0 else "did not hold"
         sentences.append(
             f"{dataset}: Med-NCA Dice {nca['dice_mean']:.3f} vs UNet {unet['dice_mean']:.3f} "
-            f"({_signed(ours)}; {paper}). The claim that Med-NCA beats the UNet {verdict} in this run."
+            f"({_signed(ours)}; {paper}). {_dice_claim(dataset, per_case)}"
         )
         sentences.append(_size_sentence(dataset, nca, unet, paper_parameters))
         sentences.append(
@@ -109,20 +168,27 @@ def _worst_level(row: pd.Series) -> str:
     return f"went from {clean:.3f} (clean) to {row['dice']:.3f} at {row['value']:g}"
 
 
-def robustness_findings(summary: pd.DataFrame) -> list[str]:
-    """Per dataset: the largest Dice drop of Med-NCA and UNet under shift, scale and the MRI artefacts."""
+def robustness_findings(summary: pd.DataFrame, per_case: pd.DataFrame | None = None) -> list[str]:
+    """Per dataset: the largest Dice drop of Med-NCA and UNet under shift, scale and the MRI artefacts,
+    and the verdicts on the robustness claims.
+
+    summary: ``robustness_summary``; per_case: its per-case rows (``load_robustness``: dataset, model,
+    seed, case_id, study, severity, dice), from which each drop is paired with the clean Dice of the same
+    case and seed; without them the claims are not judged.
+    """
     sentences = []
     for dataset in sorted(summary["dataset"].unique()):
-        drops = {}
+        drops: dict[str, tuple[pd.Series, pd.Series | None]] = {}
         for study in sorted(summary.loc[summary["dataset"] == dataset, "study"].unique()):
             nca, unet = (_largest_drop(summary, dataset, study, model) for model in (NCA, BASELINE))
             if nca is None:
                 sentences += _single_model_drops(summary, dataset, study)
                 continue
-            drops[study] = (nca["drop"], None if unet is None else unet["drop"])
+            drops[study] = (nca, unet)
             unet_text = "" if unet is None else f"; the UNet's {_worst_level(unet)}"
             sentences.append(f"{dataset}, {study}: Med-NCA's mean Dice {_worst_level(nca)}{unet_text}.")
-        sentences += _claim_sentences(dataset, drops)
+        cases = None if per_case is None else per_case[per_case["dataset"] == dataset]
+        sentences += _claim_sentences(dataset, drops, cases)
     return sentences
 
 
@@ -136,22 +202,88 @@ def _single_model_drops(summary: pd.DataFrame, dataset: str, study: str) -> list
     return sentences
 
 
-def _claim_sentences(dataset: str, drops: dict[str, tuple[float, float | None]]) -> list[str]:
-    """Verdicts on 'slight degradation under strong shifts' and 'robust to artefacts' for one dataset."""
+def _clean_and_perturbed(
+    per_case: pd.DataFrame, study: str, model: str, severity: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A model's per-case Dice in ``study`` clean and at ``severity`` (columns case_id, seed, value);
+    per_case: ``load_robustness`` rows of one dataset."""
+    rows = per_case[(per_case["study"] == study) & (per_case["model"] == model)]
+    clean, perturbed = (_scores(rows[rows["severity"] == level]) for level in (0, severity))
+    return clean, perturbed
+
+
+def case_drops(per_case: pd.DataFrame, study: str, model: str, severity: int) -> pd.DataFrame:
+    """Per test case and seed, a model's clean Dice minus its Dice at ``severity`` of ``study`` (columns
+    case_id, seed, value); per_case: ``load_robustness`` rows of one dataset."""
+    clean, perturbed = _clean_and_perturbed(per_case, study, model, severity)
+    pairs = clean.merge(perturbed, on=["case_id", "seed"], suffixes=("_clean", "_perturbed"))
+    return pairs.assign(value=pairs["value_clean"] - pairs["value_perturbed"])[["case_id", "seed", "value"]]
+
+
+def _claim_sentences(
+    dataset: str, drops: dict[str, tuple[pd.Series, pd.Series | None]], per_case: pd.DataFrame | None
+) -> list[str]:
+    """Verdicts on 'slight degradation under strong shifts' and 'robust to artefacts' for one dataset.
+
+    drops: per study, the ``_largest_drop`` rows of Med-NCA and the UNet (None without one); each verdict
+    pairs the per-case drops at those severities (``case_drops``) over the same cases and seeds.
+    """
     sentences = []
     if "shift" in drops:
-        verdict = "held" if drops["shift"][0] <= SLIGHT_DROP else "did not hold"
-        sentences.append(
-            f"{dataset}: the claim of only slight degradation under strong shifts (a drop of at most "
-            f"{SLIGHT_DROP}) {verdict} for Med-NCA."
-        )
+        claim = f"of only slight degradation of Med-NCA under strong shifts (a drop of at most {SLIGHT_DROP})"
+        nca = drops["shift"][0]
+        if per_case is None:
+            sentences.append(f"{dataset}: the claim {claim} cannot be judged without per-case results.")
+        else:
+            clean, perturbed = _clean_and_perturbed(per_case, "shift", NCA, int(nca["severity"]))
+            measured = (
+                f"Med-NCA's clean − shifted Dice at {nca['value']:g} (its largest mean drop) paired by case "
+                "and seed"
+            )
+            sentences.append(
+                _judged(claim, paired_difference(clean, perturbed), measured, -1, SLIGHT_DROP, dataset)
+            )
     compared = [study for study in ARTEFACT_STUDIES if study in drops and drops[study][1] is not None]
     if compared:
-        fewer = sum(drops[study][0] < drops[study][1] for study in compared)
+        fewer = sum(drops[study][0]["drop"] < drops[study][1]["drop"] for study in compared)
         sentences.append(
             f"{dataset}: Med-NCA lost less Dice than the UNet in {fewer} of {len(compared)} MRI artefact "
-            "studies (largest drop per study)."
+            "studies (largest mean drop per study)."
         )
+        if per_case is not None:
+            sentences += _artefact_claims(dataset, drops, compared, per_case)
+    return sentences
+
+
+def _artefact_claims(
+    dataset: str,
+    drops: dict[str, tuple[pd.Series, pd.Series | None]],
+    studies: list[str],
+    per_case: pd.DataFrame,
+) -> list[str]:
+    """Per MRI artefact study, the verdict on 'Med-NCA loses less Dice than the UNet' (the UNet's per-case
+    drop minus Med-NCA's, each at its largest mean drop), then how many studies held."""
+    sentences, outcomes = [], []
+    for study in studies:
+        nca, unet = drops[study]
+        difference = paired_difference(
+            case_drops(per_case, study, BASELINE, int(unet["severity"])),
+            case_drops(per_case, study, NCA, int(nca["severity"])),
+        )
+        outcomes.append(verdict(difference) if difference.units else None)
+        measured = (
+            f"the UNet's Dice drop at {unet['value']:g} − Med-NCA's at {nca['value']:g} (each model's "
+            "largest mean drop) paired by case and seed"
+        )
+        claim = "that Med-NCA loses less Dice than the UNet"
+        sentences.append(_judged(claim, difference, measured, prefix=f"{dataset}, {study}"))
+    counts = {outcome: outcomes.count(outcome) for outcome in (HELD, NOT_HELD, INCONCLUSIVE)}
+    unpaired = f", {outcomes.count(None)} without paired cases" if None in outcomes else ""
+    sentences.append(
+        f"{dataset}: the claim that Med-NCA loses less Dice than the UNet under MRI artefacts held in "
+        f"{counts[HELD]}, did not hold in {counts[NOT_HELD]} and was inconclusive in "
+        f"{counts[INCONCLUSIVE]} of {len(studies)} studies{unpaired}."
+    )
     return sentences
 
 
@@ -164,7 +296,10 @@ def quality_findings(quality: dict[tuple[str, str, int], dict]) -> list[str]:
         if rho is None:
             continue
         caught = summary.get("failures_caught")
-        if caught is None:
+        fitted_on = summary.get("threshold_fitted_on")
+        if caught is None and fitted_on not in (None, "same cases"):
+            detection = f"the {fitted_on} split had no successful case, so no threshold was calibrated"
+        elif caught is None:
             detection = (
                 f"no case had Dice below {summary['failure_dice']}, so failure detection could not be tested"
                 if summary["failures"] == 0
@@ -172,15 +307,22 @@ def quality_findings(quality: dict[tuple[str, str, int], dict]) -> list[str]:
             )
         else:
             detection = (
-                f"a threshold at NQM {summary['nqm_threshold']:.3f} caught {caught} of {summary['failures']} "
-                f"failures (Dice < {summary['failure_dice']}) and flagged {summary['successes_flagged']} "
-                "successful cases"
+                f"a threshold at NQM {summary['nqm_threshold']:.3f} {_fitted(fitted_on)} caught {caught} of "
+                f"{summary['failures']} failures (Dice < {summary['failure_dice']}) and flagged "
+                f"{summary['successes_flagged']} successful cases"
             )
         sentences.append(
             f"{name}: Spearman correlation of NQM with Dice {rho:+.2f} over {summary['cases']} clean and "
-            f"perturbed cases; {detection}."
+            f"perturbed test cases; {detection}."
         )
     return sentences
+
+
+def _fitted(fitted_on: str | None) -> str:
+    """Where a threshold was fitted, as a phrase: a calibration split, or the judged cases themselves."""
+    if fitted_on in (None, "same cases"):
+        return "(fitted on these same cases: no validation split, so this is optimistic)"
+    return f"(fitted on the {fitted_on} split)"
 
 
 def dice_at(run: pd.DataFrame, elapsed: float) -> float:
@@ -190,10 +332,18 @@ def dice_at(run: pd.DataFrame, elapsed: float) -> float:
     return float("nan") if earlier.empty else float(earlier["dice_mean"].iloc[-1])
 
 
+def _seed_dice_at(runs: pd.DataFrame, elapsed: float) -> pd.DataFrame:
+    """``dice_at`` of every seed's run (columns seed, value)."""
+    return pd.DataFrame(
+        [{"seed": seed, "value": dice_at(run, elapsed)} for seed, run in runs.groupby("seed")],
+        columns=["seed", "value"],
+    )
+
+
 def _mean_dice_at(runs: pd.DataFrame, elapsed: float) -> float:
     """The mean over seeds of ``dice_at``."""
-    values = [dice_at(run, elapsed) for _, run in runs.groupby("seed")]
-    return sum(values) / len(values)
+    values = _seed_dice_at(runs, elapsed)["value"]
+    return float(values.sum() / len(values))
 
 
 def equal_time_findings(curves: pd.DataFrame, paper_dice: dict[str, dict[str, float]]) -> list[str]:
@@ -254,11 +404,15 @@ def _equal_time_sentence(dataset: str, nca: pd.DataFrame, unet: pd.DataFrame) ->
     """Med-NCA's and the UNet's Dice within the same training time (``equal_budget``)."""
     budget = equal_budget(nca, unet)
     ours, theirs = _mean_dice_at(nca, budget), _mean_dice_at(unet, budget)
-    verdict = "held" if ours > theirs else "did not hold"
+    difference = seed_difference(_seed_dice_at(nca, budget), _seed_dice_at(unet, budget))
+    claim = _judged(
+        "that Med-NCA beats the UNet at equal training time",
+        difference,
+        "Med-NCA − UNet mean test Dice paired by seed (the learning curves have no per-case Dice)",
+    )
     return (
         f"{dataset}: within {seconds(budget)} of training (each model's last learning-curve point by then), "
-        f"Med-NCA's test Dice was {ours:.3f} vs the UNet's {theirs:.3f} ({_signed(ours - theirs)}). The "
-        f"claim that Med-NCA beats the UNet {verdict} at equal training time."
+        f"Med-NCA's test Dice was {ours:.3f} vs the UNet's {theirs:.3f} ({_signed(ours - theirs)}). {claim}"
     )
 
 
@@ -281,10 +435,12 @@ def _paper_reached_sentence(dataset: str, model: str, runs: pd.DataFrame, paper:
     )
 
 
-def efficiency_findings(summary: pd.DataFrame) -> list[str]:
+def efficiency_findings(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
     """The data-efficiency study: every model's Dice with the fewest and the most training cases, and for
     every fine-tuned model ``{model}_from_{source}`` what pre-training changed against ``model`` trained from
-    scratch. summary: ``efficiency_summary`` (model, cases, train_cases, seeds, dice)."""
+    scratch. summary: ``efficiency_summary`` (model, cases, train_cases, seeds, dice); runs: its rows per
+    run (model, train_cases, seed, dice_mean), from which the verdict on pre-training pairs the seeds;
+    without them that claim is not judged."""
     by_cases = summary.sort_values("train_cases", kind="stable")
     ends = list(dict.fromkeys([by_cases["cases"].iloc[0], by_cases["cases"].iloc[-1]]))
     sentences = [_efficiency_ranking(by_cases[by_cases["cases"] == cases]) for cases in ends]
@@ -292,7 +448,7 @@ def efficiency_findings(summary: pd.DataFrame) -> list[str]:
     for model in _compared_first(models):
         base, _, source = model.partition("_from_")
         if source and base in models:
-            sentences += _pretraining_sentences(by_cases, model, base, source)
+            sentences += _pretraining_sentences(by_cases, model, base, source, runs)
     return sentences
 
 
@@ -308,19 +464,36 @@ def _efficiency_ranking(rows: pd.DataFrame) -> str:
     )
 
 
-def _pretraining_sentences(by_cases: pd.DataFrame, tuned: str, base: str, source: str) -> list[str]:
+def _pretraining_sentences(
+    by_cases: pd.DataFrame, tuned: str, base: str, source: str, runs: pd.DataFrame | None
+) -> list[str]:
     """Per k, the fine-tuned model's Dice minus its from-scratch counterpart's; the verdict at the
-    smallest k (MRISeg's claim that the pre-trained model transfers with little data)."""
+    smallest k (MRISeg's claim that the pre-trained model transfers with little data), paired over the
+    seeds both ran (``seed_difference``; inconclusive with fewer than two)."""
     dice = by_cases.pivot_table(index="train_cases", columns="model", values="dice", sort=True)
     gains = (dice[tuned] - dice[base]).dropna()
     if gains.empty:
         return []
     listed = ", ".join(f"k={k} {_signed(gain)}" for k, gain in gains.items())
     fewest = gains.index[0]
-    verdict = "held" if gains.iloc[0] > 0 else "did not hold"
+    claim = (
+        f"that a model pre-trained on {source} needs less data (better with the fewest cases, k={fewest}) "
+        f"for {display_name(base)}"
+    )
+    if runs is None:
+        judged = f"The claim {claim} cannot be judged without the per-seed runs."
+    else:
+        at_fewest = runs[runs["train_cases"] == fewest]
+        tuned_runs, base_runs = (
+            at_fewest.loc[at_fewest["model"] == model, ["seed", "dice_mean"]].rename(
+                columns={"dice_mean": "value"}
+            )
+            for model in (tuned, base)
+        )
+        measured = "fine-tuned − from-scratch mean test Dice paired by seed"
+        judged = _judged(claim, seed_difference(tuned_runs, base_runs), measured)
     return [
-        f"Pre-training on {source} changed {display_name(base)}'s mean test Dice by {listed}; it helped at "
-        f"{int((gains > 0).sum())} of {len(gains)} k values.",
-        f"The claim that a model pre-trained on {source} needs less data (better with the fewest cases, "
-        f"k={fewest}) {verdict} for {display_name(base)}.",
+        f"Pre-training on {source} changed {display_name(base)}'s mean test Dice by {listed}; its mean was "
+        f"higher at {int((gains > 0).sum())} of {len(gains)} k values.",
+        judged,
     ]

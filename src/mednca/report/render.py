@@ -105,10 +105,14 @@ def _figure_markup(item: FigureItem | None) -> Markup:
 
 
 def _verdict(sentence: str) -> Markup:
-    """A finding with 'held' / 'did not hold' highlighted."""
+    """A finding with 'held' / 'did not hold' / 'inconclusive at this sample size' highlighted."""
     text = str(escape(sentence))
     text = text.replace("did not hold", '<span class="not-held">did not hold</span>')
     text = text.replace(" held", ' <span class="held">held</span>')
+    text = text.replace(
+        "inconclusive at this sample size",
+        '<span class="inconclusive">inconclusive at this sample size</span>',
+    )
     return Markup(text)
 
 

@@ -156,16 +156,25 @@ def findings_sections(
     curves: pd.DataFrame,
     paper_dice: dict[str, dict[str, float]],
     efficiency: pd.DataFrame | None = None,
+    *,
+    per_case: pd.DataFrame | None = None,
+    robustness: pd.DataFrame | None = None,
+    efficiency_runs: pd.DataFrame | None = None,
 ) -> list[dict]:
     """The findings sections, each with a title, its sentences and what to say when it has none; the
-    data-efficiency section only when ``efficiency`` (``efficiency_summary``) is given."""
+    data-efficiency section only when ``efficiency`` (``efficiency_summary``) is given.
+
+    The verdicts on the paper's claims pair per-case results: ``per_case`` (``load_per_case``) for the
+    Dice, ``robustness`` (``load_robustness``) for the drops and ``efficiency_runs`` (``read_efficiency``,
+    one row per run) for pre-training; a claim whose results are not given is not judged.
+    """
     quality_by_key = {
         (run.dataset, run.model, run.seed): summary for run, summary in quality.items() if is_nca(run.model)
     }
     return [
         {
             "title": "Accuracy, size and speed",
-            "sentences": dice_findings(table, paper_parameters) if not table.empty else [],
+            "sentences": dice_findings(table, paper_parameters, per_case) if not table.empty else [],
             "empty": "No evaluation results.",
         },
         {
@@ -175,7 +184,7 @@ def findings_sections(
         },
         {
             "title": "Robustness",
-            "sentences": robustness_findings(robust) if not robust.empty else [],
+            "sentences": robustness_findings(robust, robustness) if not robust.empty else [],
             "empty": "No robustness results.",
         },
         {
@@ -189,7 +198,7 @@ def findings_sections(
         else [
             {
                 "title": "How much data each model needs",
-                "sentences": efficiency_findings(efficiency),
+                "sentences": efficiency_findings(efficiency, efficiency_runs),
                 "empty": "",
             }
         ]

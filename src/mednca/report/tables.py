@@ -167,10 +167,6 @@ def robustness_wide(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-ABLATION_RUN_COLUMNS = ["variant", "seed", "epochs", "iterations", "train_minutes", "dice_mean", "dice_std"]
-"""The columns of a recipe-ablation table with one row per run (``benchmarks/recipe_ablation.py``)."""
-
-
 def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFrame:
     """Per variant (in first-seen order): seeds, epochs, mean training minutes, mean test Dice over seeds,
     the seeds' lowest and highest Dice, mean HD95 and the Dice difference to the ``reference`` variant."""
@@ -188,11 +184,6 @@ def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFra
     )
     baseline = table["dice"].get(reference, float("nan"))
     return table.assign(dice_vs_reference=table["dice"] - baseline).reset_index()
-
-
-def read_ablation(path: Path) -> pd.DataFrame:
-    """A recipe-ablation table (``ABLATION_RUN_COLUMNS``, one row per run); a DataError names a bad file."""
-    return _read_runs(path, ABLATION_RUN_COLUMNS, "ablation table")
 
 
 def read_efficiency(path: Path) -> pd.DataFrame:

@@ -1,0 +1,170 @@
+"""Run records, model cards, the documents rendered from committed records, and the code each rule runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from mednca import documents
+from mednca.cli import main
+from mednca.dependencies import library_files
+from mednca.errors import DataError
+from mednca.records import config_hash, model_card, run_record
+
+PACKAGE = ROOT / "src" / "mednca"
+
+
+def _names(files: list[str]) -> set[str]:
+    return {Path(file).relative_to(PACKAGE).as_posix() for file in files}
+
+
+def test_a_model_job_depends_on_its_own_architecture_only() -> None:
+    unet = _names(library_files(ROOT / "scripts" / "train_model.py", "unet"))
+    nca = _names(library_files(ROOT / "scripts" / "train_model.py", "med_nca"))
+    assert {"models/unet.py", "train/loop.py", "train/checkpoint.py", "models/registry.py"} <= unet
+    assert not {"models/nca.py", "models/cells.py", "models/segnet.py"} & unet
+    assert {"models/nca.py", "models/cells.py", "models/dense.py"} <= nca
+    assert not {"models/unet.py", "models/segnet.py"} & nca
+    fine_tuned = _names(library_files(ROOT / "scripts" / "evaluate_model.py", "segnet_from_brats"))
+    assert "models/segnet.py" in fine_tuned and "models/unet.py" not in fine_tuned
+
+
+def test_data_and_report_jobs_follow_their_imports() -> None:
+    data = _names(library_files(ROOT / "scripts" / "preprocess_dataset.py"))
+    assert {"data/preprocess.py", "data/stages.py", "io.py", "__init__.py"} <= data
+    assert not any(name.startswith(("models/", "train/")) for name in data)
+    report = _names(library_files(ROOT / "scripts" / "build_report.py"))
+    assert "report/findings.py" in report and "report/statistics.py" in report
+
+
+def test_every_model_module_defines_that_model() -> None:
+    from mednca.models.registry import MODELS
+    from mednca.names import MODEL_MODULES
+
+    assert set(MODEL_MODULES) == set(MODELS)
+    for name, model_class in MODELS.items():
+        assert model_class.__module__ in MODEL_MODULES[name]
+
+
+def test_the_config_hash_ignores_where_and_how_a_run_is_computed() -> None:
+    config = {"datasets": ["d"], "model_settings": {"unet": {"training": {"lr": 1e-3}}}, "data_dir": "a"}
+    assert config_hash(config) == config_hash({**config, "data_dir": "b", "device": "cuda"})
+    changed = {**config, "model_settings": {"unet": {"training": {"lr": 2e-3}}}}
+    assert config_hash(config) != config_hash(changed)
+
+
+@pytest.fixture
+def run_files(tmp_path: Path) -> dict[str, Path]:
+    """The result files of one run, as the workflow writes them."""
+    training = {
+        "model": "med_nca", "parameters": 25920, "epochs": 3, "iterations": 30, "train_seconds": 120.0,
+        "peak_memory_mb": 900.0, "final_loss": 0.3, "commit": "abc123", "train_cases_sha256": "ff",
+        "machine": {"cpu": "Test CPU", "isa": ["avx2"], "cpus": 2, "threads": 2},
+        "versions": {"python": "3.11", "torch": "2.13.0"},
+    }  # fmt: skip
+    summary = {
+        "cases": 3,
+        "dice_mean": 0.8,
+        "dice_std": 0.05,
+        "hd95_mean": 2.0,
+        "hd95_std": 0.5,
+        "nqm_mean": 0.1,
+    }
+    files = {
+        "training": tmp_path / "training.json",
+        "test": tmp_path / "summary.json",
+        "validation": tmp_path / "validation.json",
+        "manifest": tmp_path / "manifest.csv",
+    }
+    files["training"].write_text(json.dumps(training))
+    files["test"].write_text(json.dumps(summary))
+    files["validation"].write_text(json.dumps({**summary, "cases": 2, "dice_mean": 0.75}))
+    splits = ["train"] * 5 + ["validation"] * 2 + ["test"] * 3
+    pd.DataFrame({"case_id": [f"c{i}" for i in range(10)], "split": splits}).to_csv(
+        files["manifest"], index=False
+    )
+    return files
+
+
+def _record(files: dict[str, Path]) -> dict:
+    return run_record(
+        dataset="phantom", model="med_nca", seed=0, training_json=files["training"],
+        manifest_csv=files["manifest"], settings={"model": {"training": {"epochs": 3}}},
+        config_files=["config/demo.yaml"], config_sha256="0123", test_summary=files["test"],
+        validation_summary=files["validation"],
+    )  # fmt: skip
+
+
+def test_a_record_holds_split_code_machine_and_both_splits_metrics(run_files: dict[str, Path]) -> None:
+    record = _record(run_files)
+    assert {name: facts["cases"] for name, facts in record["split"].items()} == {
+        "train": 5, "validation": 2, "test": 3,
+    }  # fmt: skip
+    assert all(len(facts["sha256"]) == 16 for facts in record["split"].values())
+    assert record["code"]["training"] == "abc123" and record["machine"]["cpu"] == "Test CPU"
+    assert record["metrics"]["validation"]["dice_mean"] == 0.75 and record["metrics"]["test"]["cases"] == 3
+    card = model_card(record)
+    for text in ("Med-NCA on phantom (seed 0)", "| validation | 2 | 0.750", "| test | 3 | 0.800", "Test CPU"):
+        assert text in card
+    assert "one empty: the volume's diagonal in mm" in card
+
+
+def _commit_records(root: Path, files: dict[str, Path]) -> None:
+    record = _record(files)
+    target = root / "records" / "demo" / "phantom" / "med_nca" / "seed0.json"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(record))
+    for variant, dice in (("paper", 0.70), ("ema", 0.78)):
+        ablation = {
+            **record,
+            "label": variant,
+            "metrics": {"validation": {**record["metrics"]["validation"]}},
+        }
+        ablation["metrics"]["validation"]["dice_mean"] = dice
+        path = root / "records" / "recipe_ablation" / variant / "seed0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(ablation))
+    (root / "README.md").write_text(f"# x\n\n{documents.TABLE_START}\nold\n{documents.TABLE_END}\n\nend\n")
+
+
+def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp_path: Path) -> None:
+    _commit_records(tmp_path, run_files)
+    rendered = documents.render_documents(tmp_path)
+    results, readme = rendered[documents.RESULTS_DOC], rendered[documents.README]
+    assert "| phantom | Med-NCA | 0 | 25,920 | 2.0 min, 3 epochs |" in results
+    assert "0.750 ± 0.050 (2)" in results and "0.800 ± 0.050 (3)" in results
+    assert "Highest mean validation Dice: **ema** (0.780)" in results and "| ema | 1 | 3 |" in results
+    assert "| demo | Med-NCA | 25,920 | 0.750 ± 0.050 (2) | 0.800 ± 0.050 (3) |" in readme
+    assert readme.startswith("# x\n") and readme.endswith("\n\nend\n") and "old" not in readme
+    assert documents.stale_documents(tmp_path) == [documents.RESULTS_DOC, documents.README]
+    assert main(["records", "render", "--root", str(tmp_path)]) == 0
+    assert documents.stale_documents(tmp_path) == []
+    assert main(["records", "check", "--root", str(tmp_path)]) == 0
+
+
+def test_collect_copies_a_results_folders_records(run_files: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "results" / "records" / "phantom" / "unet" / "seed0.json"
+    source.parent.mkdir(parents=True)
+    source.write_text(json.dumps(_record(run_files)))
+    written = documents.collect_records(tmp_path / "results", "demo_run", tmp_path / "records")
+    assert written == [tmp_path / "records" / "demo_run" / "phantom" / "unet" / "seed0.json"]
+    with pytest.raises(DataError, match="holds no run records"):
+        documents.collect_records(tmp_path / "elsewhere", "demo_run", tmp_path / "records")
+    with pytest.raises(DataError, match="collection name"):
+        documents.collect_records(tmp_path / "results", "../out", tmp_path / "records")
+
+
+def test_a_damaged_record_is_named(tmp_path: Path) -> None:
+    (tmp_path / "records" / "x").mkdir(parents=True)
+    (tmp_path / "records" / "x" / "bad.json").write_text("{")
+    with pytest.raises(DataError, match=r"bad\.json: not a run record"):
+        documents.load_records(tmp_path / "records")
+
+
+def test_the_committed_documents_are_their_rendering_from_the_committed_records() -> None:
+    stale = documents.stale_documents(ROOT)
+    assert not stale, f"{stale}: run `mednca records render` and commit the result"
