@@ -112,9 +112,7 @@ def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def run_tool(
-    command: list[str], cwd: Path, home: Path | None = None, python_path: Path | None = None
-) -> str:
+def run_tool(command: list[str], cwd: Path, home: Path | None = None, python_path: Path | None = None) -> str:
     """Run a command (git, dvc, snakemake) with the test interpreter's bin folder first on PATH, a test git
     identity, if given ``home`` as HOME and ``python_path`` as PYTHONPATH (to run a copy's own library);
     its combined output. A non-zero exit fails the test."""
