@@ -12,7 +12,9 @@ inputs, output = snakemake.input, snakemake.output
 def optional(name):
     """An optional input's single path, or None when the rule has none for this run."""
     value = inputs.get(name)
-    return value or None
+    if not value:
+        return None
+    return value if isinstance(value, str) else value[0]
 
 
 def write():
@@ -31,10 +33,10 @@ def write():
         learning_curve_csv=optional("learning_curve"),
         robustness_tables=dict(zip(snakemake.params.studies, inputs.get("robustness", []), strict=False)),
     )
-    if "card" in output:
+    if output.get("card"):  # a Namedlist's `in` looks at its values, not its names
         with atomic_path(Path(output.card)) as temporary:
             temporary.write_text(model_card(record))
-    if "record" in output:
+    if output.get("record"):
         write_json(Path(output.record), record)
 
 

@@ -24,7 +24,7 @@ run_logged(
         batch_size=snakemake.params.batch_size,
         nca_runs=snakemake.params.nca_runs,
         split=snakemake.params.split,
-        calibration_json=snakemake.input.get("calibration") or None,
+        calibration_json=next(iter(snakemake.input.get("calibration") or []), None),
     ),
     snakemake.log[0],
 )
