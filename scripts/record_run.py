@@ -32,6 +32,7 @@ def write():
         quality_json=optional("quality"),
         learning_curve_csv=optional("learning_curve"),
         robustness_tables=dict(zip(snakemake.params.studies, inputs.get("robustness", []), strict=False)),
+        train_log_csv=optional("history"),
     )
     if output.get("card"):  # a Namedlist's `in` looks at its values, not its names
         with atomic_path(Path(output.card)) as temporary:

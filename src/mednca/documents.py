@@ -109,8 +109,11 @@ def _cpu(record: Record) -> str:
 
 
 def _minutes(record: Record) -> str:
+    """Training minutes, with the median epoch (what an undisturbed epoch costs) where recorded."""
     seconds = record.data["training"].get("train_seconds")
-    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+    median = record.data["training"].get("epoch_seconds_median")
+    text = "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+    return text if median is None else f"{text} (median epoch {median:.0f} s)"
 
 
 def _commit(value: str | None) -> str:

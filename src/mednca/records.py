@@ -113,6 +113,7 @@ def run_record(
     quality_json: Path | None = None,
     learning_curve_csv: Path | None = None,
     robustness_tables: Mapping[str, Path] | None = None,
+    train_log_csv: Path | None = None,
 ) -> dict[str, Any]:
     """The record of one run from its result files (the optional ones where the run has them).
 
@@ -136,6 +137,10 @@ def run_record(
         "rules": {"dice": DICE_RULE, "hd95": HD95_RULE},
     }
     record["training"]["train_cases_sha256"] = training.get("train_cases_sha256")
+    if train_log_csv is not None:
+        # The median epoch is what the run costs on a free machine: a paused or shared epoch inflates the sum.
+        seconds = pd.read_csv(train_log_csv)["seconds"]
+        record["training"]["epoch_seconds_median"] = float(seconds.median()) if len(seconds) else None
     if quality_json is not None:
         record["nqm"] = read_json(Path(quality_json), "NQM failure detection")
     if learning_curve_csv is not None:
@@ -201,7 +206,8 @@ def model_card(record: Mapping[str, Any]) -> str:
         "",
         "## Compute and software",
         "",
-        f"- Training: {_format(training['train_seconds'] / 60, 1)} min, {training['epochs']} epochs, "
+        f"- Training: {_format(training['train_seconds'] / 60, 1)} min, {training['epochs']} epochs "
+        f"(median epoch {_format(training.get('epoch_seconds_median'), 1)} s), "
         f"{training['iterations']} iterations, peak memory {_format(training['peak_memory_mb'], 0)} MB",
         f"- Machine: {machine.get('cpu', 'unknown')} ({', '.join(machine.get('isa') or []) or 'no flags'}), "
         f"{machine.get('threads', '?')} threads on {machine.get('cpus', '?')} logical CPUs",

@@ -90,8 +90,8 @@ def run_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-def _record(files: dict[str, Path]) -> dict:
-    return run_record(
+def _arguments(files: dict[str, Path]) -> dict:
+    return dict(
         dataset="phantom", model="med_nca", seed=0, training_json=files["training"],
         manifest_csv=files["manifest"], settings={"model": {"training": {"epochs": 3}}},
         config_files=["config/demo.yaml"], config_sha256="0123", test_summary=files["test"],
@@ -99,8 +99,17 @@ def _record(files: dict[str, Path]) -> dict:
     )  # fmt: skip
 
 
+def _record(files: dict[str, Path]) -> dict:
+    return run_record(**_arguments(files))
+
+
 def test_a_record_holds_split_code_machine_and_both_splits_metrics(run_files: dict[str, Path]) -> None:
     record = _record(run_files)
+    assert "epoch_seconds_median" not in record["training"]
+    log = run_files["training"].with_name("train_log.csv")
+    pd.DataFrame({"epoch": [1, 2, 3], "seconds": [10.0, 900.0, 12.0]}).to_csv(log, index=False)
+    timed = run_record(**{**_arguments(run_files), "train_log_csv": log})
+    assert timed["training"]["epoch_seconds_median"] == 12.0  # a paused epoch does not move the median
     assert {name: facts["cases"] for name, facts in record["split"].items()} == {
         "train": 5, "validation": 2, "test": 3,
     }  # fmt: skip

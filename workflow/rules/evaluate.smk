@@ -91,6 +91,7 @@ rule nca_trajectory:
 rule write_model_card:
     input:
         training=run_output("models", "training.json"),
+        history=run_output("models", "train_log.csv"),
         manifest=rules.split_dataset.output[0],
         test=run_output("metrics", "summary.json"),
         validation=validation_summary,

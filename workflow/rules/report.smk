@@ -69,6 +69,7 @@ rule summarise_run:
 use rule write_model_card as record_run with:
     input:
         training=run_output("models", "training.json"),
+        history=run_output("models", "train_log.csv"),
         manifest=rules.split_dataset.output[0],
         test=run_output("metrics", "summary.json"),
         validation=validation_summary,
