@@ -21,6 +21,7 @@ import pandas as pd
 from mednca.data.split import SPLITS
 from mednca.errors import DataError
 from mednca.names import display_name
+from mednca.report.tables import efficiency_summary
 
 RECORDS_DIR, RESULTS_DOC, README = Path("records"), Path("docs/results.md"), Path("README.md")
 SUPERSEDED_ABLATION = RECORDS_DIR / "superseded" / "recipe_ablation_test_split.csv"
@@ -40,6 +41,8 @@ ABLATION_INTRODUCTION = (
     "train split and scored on the validation patients only; the test split is never evaluated for them."
 )
 ABLATION_REFERENCE = "paper"
+EFFICIENCY_TABLE = "data_efficiency.csv"
+"""The data-efficiency study's table (one row per run), collected beside a run's records."""
 """The ablation variant the others are compared with: the paper's recipe."""
 
 
@@ -50,6 +53,8 @@ class Record:
     collection: str
     path: Path
     data: dict[str, Any]
+    root: Path = RECORDS_DIR
+    """The ``records/`` folder the record was loaded from."""
 
     @property
     def label(self) -> str:
@@ -75,6 +80,11 @@ def collect_records(results_dir: Path, collection: str, records_dir: Path = RECO
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         written.append(target)
+    study = Path(results_dir) / "efficiency" / EFFICIENCY_TABLE
+    if study.exists():
+        target = Path(records_dir) / collection / EFFICIENCY_TABLE
+        shutil.copyfile(study, target)
+        written.append(target)
     return written
 
 
@@ -88,7 +98,7 @@ def load_records(records_dir: Path = RECORDS_DIR) -> list[Record]:
             data["run"], data["metrics"]  # noqa: B018 - every record has both
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DataError(f"{path}: not a run record ({error})") from error
-        records.append(Record(collection, path, data))
+        records.append(Record(collection, path, data, Path(records_dir)))
     return records
 
 
@@ -315,6 +325,28 @@ def superseded_ablation_table(path: Path) -> list[str]:
     ]
 
 
+def efficiency_table(path: Path) -> list[str]:
+    """The data-efficiency study of a collection: per model and k, mean test Dice over seeds and range."""
+    if not Path(path).exists():
+        return []
+    table = efficiency_summary(pd.read_csv(path, dtype={"cases": str}))
+    rows = [
+        [
+            display_name(row.model),
+            str(row.cases),
+            str(int(row.train_cases)),
+            str(int(row.seeds)),
+            f"{int(row.iterations):,}",
+            _number(row.train_minutes, 1),
+            _number(row.dice),
+            f"{_number(row.dice_seed_min)}-{_number(row.dice_seed_max)}",
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    header = ["model", "k", "training cases", "seeds", "optimiser steps", "training (min)"]
+    return _table([*header, "test Dice (mean over seeds)", "seeds' range"], rows)
+
+
 def render_results(records: list[Record], superseded: Path | None = None) -> str:
     """The Markdown of ``docs/results.md`` (with the superseded test-split ablation of ``superseded``)."""
     lines = ["# Results", "", *textwrap.wrap(INTRODUCTION, 110)]
@@ -330,6 +362,10 @@ def render_results(records: list[Record], superseded: Path | None = None) -> str
             ("NQM as a failure detector (threshold fitted on validation, judged on test)", nqm_table(runs)),
             ("Learning curves (test split, descriptive: nothing chosen)", learning_curve_table(runs)),
             ("Robustness (test split)", robustness_table(runs)),
+            (
+                "Data efficiency (test split; every run with the same budget of optimiser steps)",
+                efficiency_table(runs[0].root / collection / EFFICIENCY_TABLE),
+            ),
         ):
             if table:
                 lines += ["", f"### {title}", "", *table]

@@ -159,8 +159,26 @@ def test_collect_copies_a_results_folders_records(run_files: dict[str, Path], tm
     source = tmp_path / "results" / "records" / "phantom" / "unet" / "seed0.json"
     source.parent.mkdir(parents=True)
     source.write_text(json.dumps(_record(run_files)))
+    study = pd.DataFrame(
+        {
+            "dataset": "phantom", "model": ["unet", "unet", "unet"], "cases": ["2", "2", "all"],
+            "train_cases": [2, 2, 5], "seed": [0, 1, 0], "iterations": 4, "batch_size": 16,
+            "train_seconds": 6.0, "test_cases": 3, "dice_mean": [0.5, 0.7, 0.8], "dice_std": 0.1,
+            "hd95_mean": 2.0, "hd95_std": 0.5,
+        }
+    )  # fmt: skip
+    (tmp_path / "results" / "efficiency").mkdir()
+    study.to_csv(tmp_path / "results" / "efficiency" / "data_efficiency.csv", index=False)
     written = documents.collect_records(tmp_path / "results", "demo_run", tmp_path / "records")
-    assert written == [tmp_path / "records" / "demo_run" / "phantom" / "unet" / "seed0.json"]
+    assert written == [
+        tmp_path / "records" / "demo_run" / "phantom" / "unet" / "seed0.json",
+        tmp_path / "records" / "demo_run" / "data_efficiency.csv",
+    ]
+    results = documents.render_results(documents.load_records(tmp_path / "records"))
+    assert (
+        "### Data efficiency (test split" in results
+        and "| UNet | 2 | 2 | 2 | 4 | 0.1 | 0.600 | 0.500-0.700 |" in results
+    )
     with pytest.raises(DataError, match="holds no run records"):
         documents.collect_records(tmp_path / "elsewhere", "demo_run", tmp_path / "records")
     with pytest.raises(DataError, match="collection name"):
