@@ -138,10 +138,19 @@ def quality_figures(robustness: pd.DataFrame, quality: dict[Run, dict]) -> list[
             continue
         points = _quality_points(robustness, run)
         figure = figures.nqm_vs_dice(points, summary.get("nqm_threshold"), summary["failure_dice"])
+        fitted_on = summary.get("threshold_fitted_on")
+        threshold = (
+            "no threshold"
+            if summary.get("nqm_threshold") is None
+            else "threshold fitted on these same cases (no validation split)"
+            if fitted_on in (None, "same cases")
+            else f"threshold fitted on the {fitted_on} split"
+        )
         caption = (
             f"{len(points)} cases: each robustness test case once clean and at every perturbed level, seed "
             f"{run.seed}; "
-            f"Spearman correlation {number(summary.get('spearman_nqm_dice') or float('nan'), 2)}."
+            f"Spearman correlation {number(summary.get('spearman_nqm_dice') or float('nan'), 2)}; "
+            f"{threshold}."
         )
         title = f"{run.dataset}: {display_name(run.model)} NQM against Dice"
         items.append(figure_item(title, caption, figure))
