@@ -317,9 +317,20 @@ def cmd_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed package's version (from its metadata, the one place it is written: pyproject.toml)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mednca")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = OneLineParser(prog="mednca", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mednca {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check an MSD- or BraTS-layout dataset folder")

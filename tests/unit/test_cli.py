@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
-from conftest import write_msd_dataset
+import pytest
+import yaml
+from conftest import ROOT, write_msd_dataset
 
 from mednca.cli import main
 
@@ -55,7 +58,6 @@ def test_train_and_evaluate_commands(
 
 
 def test_config_command_writes_the_effective_config(tmp_path: Path) -> None:
-    import yaml
 
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("models: [unet]\nmodel_settings:\n  unet:\n    training: {lr: 0.5}\n")
@@ -70,3 +72,16 @@ def test_config_command_writes_the_effective_config(tmp_path: Path) -> None:
     bad.write_text("seeds: [x]\n")
     assert main(["config", "--config", str(bad), "--output", str(tmp_path / "no.yaml")]) == 2
     assert not (tmp_path / "no.yaml").exists()
+
+
+def test_version_licence_and_citation_agree_with_the_package(capsys) -> None:
+
+    import yaml
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mednca {metadata.version('mednca')}"
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["version"] == metadata.version("mednca") and citation["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")

@@ -13,9 +13,10 @@ from conftest import PREPROCESSING
 
 from mednca.cli import main
 from mednca.data.stages import dataset_folder
+from mednca.errors import DataError
 from mednca.evaluate.evaluation import evaluate_stage
 from mednca.evaluate.overlays import read_case_slices
-from mednca.evaluate.predict import case_name
+from mednca.evaluate.predict import case_name, read_input_channels
 from mednca.train.loop import TrainingSettings
 from mednca.train.stages import outputs_beside, train_stage
 
@@ -168,3 +169,51 @@ def test_case_name_is_the_evaluations_case_id(names: list[str], case: str, tmp_p
 def test_the_case_name_of_a_case_folder_is_its_name(tmp_path: Path) -> None:
     (tmp_path / "BraTS20_Training_050").mkdir()
     assert case_name([tmp_path / "BraTS20_Training_050"]) == "BraTS20_Training_050"
+
+
+def _two_channels(tmp_path: Path, shift_mm: float, shape: tuple[int, int, int] = (16, 16, 12)) -> list[Path]:
+    """Two 3D channel files of one case, the second moved by ``shift_mm`` along x (and of ``shape``)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for index, (size, offset) in enumerate((((16, 16, 12), 0.0), (shape, shift_mm))):
+        affine = np.diag([1.0, 1.0, 1.0, 1.0])
+        affine[0, 3] = offset
+        path = tmp_path / f"case_{index:04d}.nii.gz"
+        nib.save(nib.Nifti1Image(rng.random(size).astype(np.float32), affine), path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("shift", "shape", "message"),
+    [
+        (
+            50.0,
+            (16, 16, 12),
+            "not aligned with .*case_0000.nii.gz: their affines differ by up to 50 .origins 50 mm",
+        ),
+        (
+            0.0,
+            (16, 16, 10),
+            r"its voxel grid \(16, 16, 10\) differs from .*case_0000.nii.gz's \(16, 16, 12\)",
+        ),
+    ],
+)
+def test_channel_files_of_one_case_must_share_a_grid(
+    tmp_path: Path, capsys, shift: float, shape: tuple[int, int, int], message: str
+) -> None:
+    from mednca.data.preprocessing import Preprocessing
+
+    inputs = _two_channels(tmp_path, shift, shape)
+    preprocessing = Preprocessing.from_mapping({**PREPROCESSING.as_mapping(), "modalities": [0, 1]})
+    with pytest.raises(DataError, match=message):
+        read_input_channels(inputs, preprocessing)
+
+
+def test_channel_files_within_the_tolerance_are_read(tmp_path: Path) -> None:
+    from mednca.data.preprocessing import Preprocessing
+
+    inputs = _two_channels(tmp_path, 1e-5)
+    preprocessing = Preprocessing.from_mapping({**PREPROCESSING.as_mapping(), "modalities": [0, 1]})
+    image, _ = read_input_channels(inputs, preprocessing)
+    assert image.shape == (2, 16, 16, 12)

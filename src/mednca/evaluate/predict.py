@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from mednca.data.layout import Channel, order_sequence_files
@@ -35,10 +36,12 @@ def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tup
     """Model input from NIfTI files: (C, X, Y, Z) float32 and the first file's (4, 4) affine.
 
     One file: its channels are chosen as in training (the configured modalities of a 4D image; a 3D image
-    is one channel). Several files: one 3D volume per channel, in the order the model was trained with.
-    The affine must be finite and invertible; every voxel must be finite.
+    is one channel). Several files: one 3D volume per channel, in the order the model was trained with,
+    which must share the first file's voxel grid (``check_aligned``). The affine must be finite and
+    invertible; every voxel must be finite.
     """
     first = read_nifti(inputs[0])  # checks the header and the affine before any voxel is read
+    check_aligned(inputs, first)
     if len(inputs) == 1:
         indices = list(preprocessing.modalities) if len(first.shape) == 4 else [None]
         channels = _read_channels(inputs[0], indices)
@@ -50,6 +53,31 @@ def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tup
             f"input channels have different shapes {sorted(shapes)}: {', '.join(map(str, inputs))}"
         )
     return np.stack(channels), np.asarray(first.affine, dtype=np.float64)
+
+
+AFFINE_TOLERANCE_MM = 1e-3
+"""How far two channel files' affines may differ (any entry of the 3x4 part, in mm) and still share a grid."""
+
+
+def check_aligned(inputs: list[Path], first: nib.Nifti1Image) -> None:
+    """Refuse channel files that do not share the first file's voxel grid: the same (X, Y, Z) shape and the
+    same affine within ``AFFINE_TOLERANCE_MM``; one line names both files and the difference. A channel
+    moved against another (another scan's position, a wrong registration) would be segmented silently."""
+    reference = np.asarray(first.affine, dtype=np.float64)[:3]
+    for path in inputs[1:]:
+        other = read_nifti(path)
+        if tuple(other.shape[:3]) != tuple(first.shape[:3]):
+            raise DataError(
+                f"{path}: its voxel grid {tuple(other.shape[:3])} differs from {inputs[0]}'s "
+                f"{tuple(first.shape[:3])}; the channels of one case must share one grid"
+            )
+        difference = np.abs(np.asarray(other.affine, dtype=np.float64)[:3] - reference)
+        if difference.max() > AFFINE_TOLERANCE_MM:
+            shift = float(np.linalg.norm(np.asarray(other.affine)[:3, 3] - reference[:, 3]))
+            raise DataError(
+                f"{path}: not aligned with {inputs[0]}: their affines differ by up to {difference.max():.3g} "
+                f"(origins {shift:.3g} mm apart); resample the channels onto one grid first"
+            )
 
 
 def sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
