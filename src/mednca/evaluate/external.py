@@ -18,8 +18,6 @@ and the others are still scored.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from mednca.data.preprocess import binarise_label
 from mednca.data.validate import AFFINE_TOLERANCE_MM
 from mednca.data.volumes import read_nifti, read_voxels, require_finite, save_label_map, select_channel
 from mednca.errors import DataError, MednCAError
+from mednca.evaluate.cases import CaseFailure, case_inputs, folder_case_files, image_entries, list_entries
 from mednca.evaluate.evaluation import Segmenter, load_segmenter, score, spacing_of, summarise
 from mednca.evaluate.inference import case_generator
 from mednca.evaluate.predict import read_input_channels, sequence_files
@@ -62,9 +61,6 @@ HD95_RULE = (
 )
 """How ``mednca.evaluate.metrics`` scores empty masks, stated in ``summary.json``."""
 
-CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-"""The stem of an nnU-Net channel file: ``X_0000`` is channel 0 of case ``X``."""
-
 
 @dataclass(frozen=True)
 class ExternalCase:
@@ -73,17 +69,6 @@ class ExternalCase:
     case_id: str
     images: tuple[Path, ...]
     label: Path
-
-
-@dataclass(frozen=True)
-class CaseFailure:
-    """A case that cannot be scored, and why (one line meant for the user)."""
-
-    case_id: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"case {self.case_id}: {self.message}"
 
 
 @dataclass
@@ -113,20 +98,10 @@ class ExternalEvaluation:
         )
 
 
-def _entries(folder: Path) -> list[Path]:
-    """The visible entries of a folder, sorted (dot files such as macOS ``._*`` are skipped)."""
-    try:
-        return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
-    except OSError as error:
-        raise DataError(
-            f"{folder}: cannot list the folder ({error.strerror or type(error).__name__})"
-        ) from error
-
-
 def _label_files(labels_dir: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
     """The label files of a folder by case id, and a failure for every id with several files."""
     by_case: dict[str, list[Path]] = {}
-    for path in _entries(labels_dir):
+    for path in list_entries(labels_dir):
         stem = strip_nifti_suffix(path.name)
         if stem is None or not path.is_file():
             log.warning("%s: ignored, not a NIfTI label file (.nii or .nii.gz)", path)
@@ -138,58 +113,6 @@ def _label_files(labels_dir: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
         if len(paths) > 1
     ]
     return {case_id: paths[0] for case_id, paths in by_case.items() if len(paths) == 1}, failures
-
-
-@dataclass
-class _ImageEntries:
-    """What the images folder holds for one case id: single files, case folders and numbered channels."""
-
-    files: list[Path] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    channels: dict[int, list[Path]] = field(default_factory=dict)
-
-    def all(self) -> list[Path]:
-        return sorted([*self.files, *self.folders, *(p for paths in self.channels.values() for p in paths)])
-
-
-def _image_entries(images_dir: Path, label_ids: Iterable[str]) -> dict[str, _ImageEntries]:
-    """The images folder's entries by case id. ``X_0000.nii.gz`` is channel 0 of case ``X`` unless a label
-    ``X_0000`` exists (then it is the single image of case ``X_0000``)."""
-    label_ids = set(label_ids)
-    by_case: dict[str, _ImageEntries] = {}
-    for path in _entries(images_dir):
-        if path.is_dir():
-            by_case.setdefault(path.name, _ImageEntries()).folders.append(path)
-            continue
-        stem = strip_nifti_suffix(path.name)
-        if stem is None or not path.is_file():
-            log.warning("%s: ignored, neither a NIfTI image (.nii or .nii.gz) nor a case folder", path)
-            continue
-        match = CHANNEL_FILE.match(stem)
-        if match is None or stem in label_ids:
-            by_case.setdefault(stem, _ImageEntries()).files.append(path)
-        else:
-            entries = by_case.setdefault(match["case"], _ImageEntries())
-            entries.channels.setdefault(int(match["channel"]), []).append(path)
-    return by_case
-
-
-def _case_images(case_id: str, entries: _ImageEntries) -> tuple[Path, ...] | CaseFailure:
-    """A case's image inputs (one file, its channel files in order, or its folder), or why there are none."""
-    names = ", ".join(map(str, entries.all()))
-    kinds = bool(entries.files) + bool(entries.folders) + bool(entries.channels)
-    if kinds > 1 or len(entries.files) > 1 or len(entries.folders) > 1:
-        return CaseFailure(case_id, f"several images for the case: {names}; keep only one form")
-    if entries.files or entries.folders:
-        return ((entries.files or entries.folders)[0],)
-    if any(len(paths) > 1 for paths in entries.channels.values()):
-        return CaseFailure(case_id, f"several files for the same channel: {names}; keep only one")
-    numbers = sorted(entries.channels)
-    if numbers != list(range(len(numbers))):
-        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
-        gaps = ", ".join(f"{case_id}_{number:04d}" for number in missing)
-        return CaseFailure(case_id, f"channel file(s) {gaps} missing among {names}")
-    return tuple(entries.channels[number][0] for number in numbers)
 
 
 def pair_cases(images_dir: Path, labels_dir: Path) -> Pairing:
@@ -204,7 +127,7 @@ def pair_cases(images_dir: Path, labels_dir: Path) -> Pairing:
     labels, label_failures = _label_files(labels_dir)
     if not labels and not label_failures:
         raise DataError(f"{labels_dir}: no label files (.nii or .nii.gz) in the --labels folder")
-    images = _image_entries(images_dir, labels)
+    images = image_entries(images_dir, labels)
     if not images:
         raise DataError(
             f"{images_dir}: no images in the --images folder (X.nii.gz, X_0000.nii.gz ... or case folders X/)"
@@ -226,7 +149,7 @@ def pair_cases(images_dir: Path, labels_dir: Path) -> Pairing:
                 )
             )
         else:
-            inputs = _case_images(case_id, images[case_id])
+            inputs = case_inputs(case_id, images[case_id])
             if isinstance(inputs, CaseFailure):
                 pairing.failures.append(inputs)
             else:
@@ -243,10 +166,7 @@ def model_inputs(case: ExternalCase, segmenter: Segmenter) -> list[Path]:
     """
     inputs = list(case.images)
     if len(inputs) == 1 and inputs[0].is_dir() and segmenter.preprocessing.layout != "brats":
-        folder = inputs[0]
-        inputs = [path for path in _entries(folder) if path.is_file() and strip_nifti_suffix(path.name)]
-        if not inputs:
-            raise DataError(f"{folder}: the case folder holds no NIfTI file (.nii or .nii.gz)")
+        inputs = folder_case_files(inputs[0])
     return sequence_files(inputs, segmenter.preprocessing)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from mednca.data.layout import Channel, order_sequence_files
 from mednca.data.preprocessing import Preprocessing
+from mednca.data.validate import AFFINE_TOLERANCE_MM
 from mednca.data.volumes import (
     finite_float32,
     is_compressed_nifti,
@@ -53,10 +54,6 @@ def read_input_channels(inputs: list[Path], preprocessing: Preprocessing) -> tup
             f"input channels have different shapes {sorted(shapes)}: {', '.join(map(str, inputs))}"
         )
     return np.stack(channels), np.asarray(first.affine, dtype=np.float64)
-
-
-AFFINE_TOLERANCE_MM = 1e-3
-"""How far two channel files' affines may differ (any entry of the 3x4 part, in mm) and still share a grid."""
 
 
 def check_aligned(inputs: list[Path], first: nib.Nifti1Image) -> None:
