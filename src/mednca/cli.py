@@ -274,12 +274,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_a_folder(output: str) -> bool:
+    """Whether ``--output`` names a folder of label maps rather than one label map: an existing folder
+    (unless named like a NIfTI file), a path ending in '/', or a new path without any suffix ('out')."""
+    path = Path(output)
+    if not output or path.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    return path.is_dir() or output.endswith(("/", "\\")) or (not path.exists() and not path.suffix)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Segment a new volume with a trained model file."""
+    """Segment one volume (``--output X.nii.gz``) or every case of files, folders and globs (``--output``
+    a folder); the second form exits 1 if any case failed."""
+    output = Path(args.output)
+    if _names_a_folder(args.output):
+        from mednca.evaluate.batch import predict_cases
+
+        result = predict_cases(
+            Path(args.model), list(args.input), output, args.device, args.seed, args.runs, args.probabilities
+        )
+        print(result.line())
+        return 1 if result.failures else 0
+    if args.probabilities:
+        args.usage_error("--probabilities writes one map per case into an output folder; give a folder")
     from mednca.evaluate.predict import predict_file
 
     inputs = [Path(p) for p in args.input]
-    predict_file(Path(args.model), inputs, Path(args.output), args.device, args.seed, args.runs)
+    predict_file(Path(args.model), inputs, output, args.device, args.seed, args.runs)
     print(args.output)
     return 0
 
@@ -456,16 +477,32 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--root", default=".", help="the project folder (default: the current folder)")
     records.set_defaults(handler=cmd_records, usage_error=records.error)
 
-    predict = commands.add_parser("predict", help="segment a NIfTI volume with a trained model file")
+    predict = commands.add_parser(
+        "predict",
+        help="segment NIfTI volumes with a trained model file: one case, or every case of folders and globs",
+    )
     predict.add_argument("--model", required=True, help="model file (model.pt)")
     predict.add_argument(
         "--input",
         required=True,
         nargs="+",
-        help="image file, or one 3D file per channel in training order; for a BraTS model also a case folder "
-        "or its *_{sequence}.nii.gz files in any order",
+        help="with --output X.nii.gz: one case, as an image file, one 3D file per channel in training order, "
+        "or for a BraTS model a case folder or its *_{sequence}.nii.gz files in any order; with --output a "
+        "folder: files, folders and glob patterns of many cases (X.nii.gz, channel files X_0000.nii.gz "
+        "..., case folders X/)",
     )
-    predict.add_argument("--output", required=True, help="label map to write (.nii.gz)")
+    predict.add_argument(
+        "--output",
+        required=True,
+        help="label map to write (.nii.gz or .nii), or a folder (an existing one, or a new path without a "
+        "suffix): one label map per case with its input's file name, and predictions.csv",
+    )
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="with an output folder, also write each case's foreground probability map "
+        "({case}_probability.nii.gz)",
+    )
     predict.add_argument("--seed", type=_natural, default=0, help="seed of the NCA's random cell updates")
     predict.add_argument(
         "--runs",
@@ -474,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="NCA runs averaged (the NQM is logged; default: %(default)s, as in evaluation)",
     )
     predict.add_argument("--device", default=schema_default("device"))
-    predict.set_defaults(handler=cmd_predict)
+    predict.set_defaults(handler=cmd_predict, usage_error=predict.error)
     return parser
 
 

@@ -42,11 +42,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Segmentation:
-    """A case's (X, Y, Z) uint8 {0, 1} prediction, the NQM of its runs and the inference time."""
+    """A case's (X, Y, Z) uint8 {0, 1} prediction, the NQM of its runs, the inference time and the (X, Y, Z)
+    float32 foreground probability it was thresholded from (the mean of the runs)."""
 
     label: np.ndarray
     nqm: float
     seconds: float
+    probability: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class Segmenter:
         started = time.perf_counter()
         prediction = predict_slices(self.model, slices, self.device, generator, self.runs, self.batch_size)
         seconds = time.perf_counter() - started
-        label = (slices_to_volume(prediction.probabilities, geometry) >= 0.5).astype(np.uint8)
-        return Segmentation(label, prediction.nqm, seconds)
+        probability = slices_to_volume(prediction.probabilities, geometry).astype(np.float32)
+        return Segmentation((probability >= 0.5).astype(np.uint8), prediction.nqm, seconds, probability)
 
 
 def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: int) -> Segmenter:

@@ -31,10 +31,10 @@ from mednca.data.preprocess import binarise_label
 from mednca.data.validate import AFFINE_TOLERANCE_MM
 from mednca.data.volumes import read_nifti, read_voxels, require_finite, save_label_map, select_channel
 from mednca.errors import DataError, MednCAError
-from mednca.evaluate.cases import CaseFailure, case_inputs, folder_case_files, image_entries, list_entries
+from mednca.evaluate.cases import CaseFailure, case_inputs, image_entries, list_entries
 from mednca.evaluate.evaluation import Segmenter, load_segmenter, score, spacing_of, summarise
 from mednca.evaluate.inference import case_generator
-from mednca.evaluate.predict import read_input_channels, sequence_files
+from mednca.evaluate.predict import model_files, read_input_channels
 from mednca.io import check_output, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,7 @@ def model_inputs(case: ExternalCase, segmenter: Segmenter) -> list[Path]:
     A case folder is handed to a BraTS model as ``mednca predict`` hands it (its sequence files); for any
     other model it stands for the NIfTI files it holds, sorted by name.
     """
-    inputs = list(case.images)
-    if len(inputs) == 1 and inputs[0].is_dir() and segmenter.preprocessing.layout != "brats":
-        inputs = folder_case_files(inputs[0])
-    return sequence_files(inputs, segmenter.preprocessing)
+    return model_files(list(case.images), segmenter.preprocessing)
 
 
 def read_label(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from mednca.data.volumes import (
     select_channel,
 )
 from mednca.errors import DataError
+from mednca.evaluate.cases import folder_case_files
 from mednca.evaluate.evaluation import load_segmenter
 from mednca.evaluate.inference import case_generator
 from mednca.io import check_output
@@ -75,6 +76,15 @@ def check_aligned(inputs: list[Path], first: nib.Nifti1Image) -> None:
                 f"{path}: not aligned with {inputs[0]}: their affines differ by up to {difference.max():.3g} "
                 f"(origins {shift:.3g} mm apart); resample the channels onto one grid first"
             )
+
+
+def model_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
+    """A case's input files in the order the model takes them: a BraTS model's sequence files (from a case
+    folder or files in any order, ``sequence_files``); for any other model a case folder stands for the NIfTI
+    files it holds, sorted by name."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir() and preprocessing.layout != "brats":
+        inputs = folder_case_files(Path(inputs[0]))
+    return sequence_files(inputs, preprocessing)
 
 
 def sequence_files(inputs: list[Path], preprocessing: Preprocessing) -> list[Path]:
