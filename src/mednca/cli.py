@@ -240,7 +240,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from mednca.evaluate.external import evaluate_folders
 
         result = evaluate_folders(
-            model_path=Path(args.model),
+            model_path=_model(args.model),
             images_dir=Path(args.images),
             labels_dir=Path(args.labels),
             output_dir=Path(args.output),
@@ -257,7 +257,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     data, out = Path(args.data), Path(args.out_dir)
     evaluate_stage(
-        model_path=Path(args.model),
+        model_path=_model(args.model),
         manifest_csv=data / "manifest.csv",
         cases_csv=data / "cases.csv",
         source_json=data / "source.json",
@@ -271,6 +271,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nca_runs=args.runs,
     )
     print(out / "summary.json")
+    return 0
+
+
+def _model(given: str) -> Path:
+    """A ``--model`` argument as a file: a path, or the name of a shipped model."""
+    from mednca.shipped import resolve_model
+
+    return resolve_model(given)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the models shipped inside the package with their card's summary."""
+    from mednca.shipped import shipped_models
+
+    models = shipped_models()
+    for model in models.values():
+        print(model.summary())
+    if not models:
+        print("no shipped model is installed; train one with the workflow and add it with `mednca ship`")
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    """Copy a trained run of a results folder into the package as a shipped model."""
+    from mednca.shipped import ship_model
+
+    run = Path(args.results) / "models" / args.dataset / args.model / f"seed{args.seed}"
+    record = Path(args.results) / "records" / args.dataset / args.model / f"seed{args.seed}.json"
+    target = ship_model(run / "model.pt", record, run / "model_card.md", args.name)
+    print(target)
     return 0
 
 
@@ -291,7 +321,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from mednca.evaluate.batch import predict_cases
 
         result = predict_cases(
-            Path(args.model), list(args.input), output, args.device, args.seed, args.runs, args.probabilities
+            _model(args.model),
+            list(args.input),
+            output,
+            args.device,
+            args.seed,
+            args.runs,
+            args.probabilities,
         )
         print(result.line())
         return 1 if result.failures else 0
@@ -300,7 +336,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mednca.evaluate.predict import predict_file
 
     inputs = [Path(p) for p in args.input]
-    predict_file(Path(args.model), inputs, output, args.device, args.seed, args.runs)
+    predict_file(_model(args.model), inputs, output, args.device, args.seed, args.runs)
     print(args.output)
     return 0
 
@@ -431,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=EVALUATE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("model", metavar="MODEL", help="model file (model.pt)")
+    evaluate.add_argument("model", metavar="MODEL", help="model file (model.pt) or a shipped model's name")
     evaluate.add_argument("data", metavar="DATA", nargs="?", help=f"first form: {data_help}")
     evaluate.add_argument(
         "out_dir",
@@ -462,6 +498,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=cmd_evaluate, usage_error=evaluate.error)
 
+    models = commands.add_parser("models", help="list the models shipped inside the package")
+    models.set_defaults(handler=cmd_models)
+
+    ship = commands.add_parser(
+        "ship", help="add a trained run of a results folder to the package's shipped models (NCAs only)"
+    )
+    ship.add_argument("--results", default="results", help="the workflow's results folder")
+    ship.add_argument("--dataset", required=True)
+    ship.add_argument("--model", required=True, choices=list(MODEL_NAMES))
+    ship.add_argument("--seed", type=_natural, default=0)
+    ship.add_argument("--name", required=True, help="the name users give as --model, e.g. hippocampus")
+    ship.set_defaults(handler=cmd_ship)
+
     records = commands.add_parser(
         "records",
         help="collect run records into records/ and render docs/results.md and the README's table from them",
@@ -481,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="segment NIfTI volumes with a trained model file: one case, or every case of folders and globs",
     )
-    predict.add_argument("--model", required=True, help="model file (model.pt)")
+    predict.add_argument(
+        "--model", required=True, help="model file (model.pt), or the name of a shipped model (mednca models)"
+    )
     predict.add_argument(
         "--input",
         required=True,
