@@ -281,6 +281,14 @@ def _model(given: str) -> Path:
     return resolve_model(given)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model (file or shipped name) to ONNX or TorchScript with its preprocessing."""
+    from mednca.export import export_model
+
+    print(export_model(_model(args.model), Path(args.output), args.format))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models shipped inside the package with their card's summary."""
     from mednca.shipped import shipped_models
@@ -497,6 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs averaged for NCAs (gives the NQM; default: %(default)s)",
     )
     evaluate.set_defaults(handler=cmd_evaluate, usage_error=evaluate.error)
+
+    export = commands.add_parser(
+        "export", help="export a model to ONNX (run by ONNX Runtime) or TorchScript, with its preprocessing"
+    )
+    export.add_argument("--model", required=True, help="model file (model.pt) or a shipped model's name")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument("--output", required=True, help="file to write (e.g. model.onnx)")
+    export.set_defaults(handler=cmd_export)
 
     models = commands.add_parser("models", help="list the models shipped inside the package")
     models.set_defaults(handler=cmd_models)

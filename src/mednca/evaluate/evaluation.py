@@ -103,7 +103,13 @@ def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: in
     if runs < 1 or batch_size < 1:
         raise ConfigError(f"runs ({runs}) and batch size ({batch_size}) must be at least 1")
     device = resolve_device(device_name)
-    model, payload = load_model(model_path, device)
+    if Path(model_path).suffix.lower() == ".onnx":
+        from mednca.export import load_onnx
+
+        device = torch.device("cpu")  # ONNX Runtime's CPU provider
+        model, payload = load_onnx(Path(model_path))
+    else:
+        model, payload = load_model(model_path, device)
     training = payload.get("training") if isinstance(payload.get("training"), dict) else {}
     return Segmenter(model, payload["preprocessing"], device, Path(model_path), runs, batch_size, training)
 

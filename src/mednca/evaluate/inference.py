@@ -63,7 +63,8 @@ def predict_slices(
 ) -> SlicePrediction:
     """(S, C, H, W) float32 slices -> mean (S, H, W) probabilities over ``runs`` runs and their NQM."""
     model.eval()
-    if not is_stochastic(model) or runs == 1:
+    stochastic = getattr(model, "stochastic", False) or is_stochastic(model)  # an exported NCA says so itself
+    if not stochastic or runs == 1:
         return SlicePrediction(_probabilities(model, images, device, batch_size, generator), 0.0)
     samples = np.stack([_probabilities(model, images, device, batch_size, generator) for _ in range(runs)])
     mean, std = samples.mean(axis=0), samples.std(axis=0)
