@@ -307,7 +307,8 @@ def cmd_ship(args: argparse.Namespace) -> int:
 
     run = Path(args.results) / "models" / args.dataset / args.model / f"seed{args.seed}"
     record = Path(args.results) / "records" / args.dataset / args.model / f"seed{args.seed}.json"
-    target = ship_model(run / "model.pt", record, run / "model_card.md", args.name)
+    data_dir = Path(args.results) / "data" / args.dataset
+    target = ship_model(run / "model.pt", record, run / "model_card.md", args.name, data_dir)
     print(target)
     return 0
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mednca.data.preprocessing import Preprocessing
+from mednca.data.ranges import ranges_problem
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models.dense import dense_changes
@@ -101,6 +102,7 @@ def export_model(model_file: Path, output: Path, fmt: str) -> Path:
         "arguments": payload["arguments"],
         "preprocessing": preprocessing.as_mapping(),
         "training": payload.get("training", {}),
+        "input_ranges": payload.get("input_ranges"),
         "noise_inputs": len(noise),
         "source": str(model_file),
     }
@@ -182,5 +184,7 @@ def load_onnx(path: Path) -> tuple[OnnxModel, dict[str, Any]]:
     if METADATA_KEY not in found:
         raise DataError(f"{path}: an ONNX file without mednca metadata; export it with `mednca export`")
     metadata = json.loads(found[METADATA_KEY])
+    if (problem := ranges_problem(metadata.get("input_ranges") or {})) is not None:
+        raise DataError(f"{path}: damaged mednca metadata: its training input ranges {problem}")
     payload = {**metadata, "preprocessing": Preprocessing.from_mapping(metadata["preprocessing"])}
     return OnnxModel(Path(path), metadata), payload

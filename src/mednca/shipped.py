@@ -80,10 +80,19 @@ def resolve_model(given: str | Path, folder: Path | None = None) -> Path:
 
 
 def ship_model(
-    model_file: Path, record_file: Path, card_file: Path, name: str, folder: Path | None = None
+    model_file: Path,
+    record_file: Path,
+    card_file: Path,
+    name: str,
+    data_dir: Path,
+    folder: Path | None = None,
 ) -> Path:
     """Copy a trained run into the package as shipped model ``name``: its model file with the calibrated NQM
-    threshold and the data licence added to its training facts, its card and its record."""
+    threshold and the data licence added to its training facts, its card and its record.
+
+    ``data_dir`` is the run's data folder (``results/data/<dataset>``): a model file trained before model
+    files recorded their training input ranges gets them from its training cases' raw volumes there.
+    """
     import torch
 
     from mednca.train import checkpoint
@@ -107,6 +116,8 @@ def ship_model(
         "nqm_threshold_fitted_on": nqm.get("threshold_fitted_on"),
         "data_licence": licence,
     }
+    if "input_ranges" not in payload:
+        payload["input_ranges"] = ranges_from_data(Path(data_dir), record)
     target = Path(folder or SHIPPED_DIR) / name
     target.mkdir(parents=True, exist_ok=True)
     checkpoint.save(target / "model.pt", payload)
@@ -116,3 +127,21 @@ def ship_model(
     with atomic_path(target / "record.json") as temporary:
         temporary.write_text(json.dumps({**record, "shipped_as": name}, indent=2, sort_keys=True) + "\n")
     return target
+
+
+def ranges_from_data(data_dir: Path, record: dict[str, Any]) -> dict[str, list[list[float]]]:
+    """The input ranges of a run's training cases, read from the raw volumes its data folder lists; the
+    case list must be the one the run's record says it trained on."""
+    from mednca import provenance
+    from mednca.data.ranges import CaseProfile, training_ranges
+    from mednca.data.stages import case_from_record, dataset_folder, read_table
+    from mednca.data.volumes import load_case
+
+    manifest = read_table(data_dir / "manifest.csv", "manifest")
+    train = manifest[manifest["split"] == "train"]
+    expected = record["training"].get("train_cases_sha256")
+    if provenance.case_list_hash(sorted(train["case_id"])) != expected:
+        raise DataError(f"{data_dir}: its training cases are not the ones the run's record names")
+    root = dataset_folder(data_dir / "source.json")
+    volumes = (load_case(case_from_record(row, root)) for _, row in train.iterrows())
+    return training_ranges([CaseProfile.of(volume.image, volume.affine) for volume in volumes])

@@ -77,6 +77,10 @@ def test_onnx_runtime_segments_as_pytorch(nca_file: Path, prepared_phantom: Path
         )
         maps[name] = np.asarray(nib.load(output).dataobj)
     assert (maps["torch"] == maps["onnx"]).mean() > 0.999  # the same masks: equal up to rounding at 0.5
+    from mednca.export import load_onnx
+    from mednca.train.checkpoint import load
+
+    assert load_onnx(exported)[1]["input_ranges"] == load(nca_file)["input_ranges"]  # the range checks travel
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")

@@ -85,7 +85,7 @@ def test_every_layout_is_scored_with_dice_matching_the_written_label_maps(tmp_pa
     per_case = pd.read_csv(tmp_path / "out" / "per_case.csv")
     assert list(per_case.columns) == [
         "case_id", "dice", "hd95", "predicted_voxels", "label_voxels", "predicted_volume_mm3",
-        "label_volume_mm3", "nqm", "inference_seconds", "image",
+        "label_volume_mm3", "nqm", "inference_seconds", "outside_training_data", "image",
     ]  # fmt: skip
     assert list(per_case["case_id"]) == ["alpha", "beta", "gamma"]
     assert (per_case["predicted_voxels"] > 0).all() and (per_case["dice"] > 0).all()  # real overlaps

@@ -10,12 +10,14 @@ import pytest
 from mednca.data.preprocess import (
     SliceGeometry,
     binarise_label,
+    load_profile,
     load_slices,
     normalise_intensity,
     save_slices,
     slices_to_volume,
     volume_to_slices,
 )
+from mednca.data.ranges import CaseProfile
 from mednca.errors import DataError
 
 
@@ -96,12 +98,16 @@ def test_slices_file_round_trip(tmp_path: Path) -> None:
     geometry = SliceGeometry((4, 5, 6), 2, (1, 0, 2, 0), np.diag([0.5, 1.0, 2.0, 1.0]))
     image = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
     label = (image[:, 0] > 0.5).astype(np.uint8)
-    save_slices(tmp_path / "case.npz", image, label, geometry)
+    raw = np.random.default_rng(1).normal(100.0, 10.0, (1, 4, 5, 6))
+    profile = CaseProfile.of(raw, geometry.affine)
+    save_slices(tmp_path / "case.npz", image, label, geometry, profile)
     loaded_image, loaded_label, loaded_geometry = load_slices(tmp_path / "case.npz")
     np.testing.assert_array_equal(loaded_image, image)
     np.testing.assert_array_equal(loaded_label, label)
     assert loaded_geometry.shape == geometry.shape and loaded_geometry.padding == geometry.padding
     np.testing.assert_array_equal(loaded_geometry.affine, geometry.affine)
+    assert load_profile(tmp_path / "case.npz") == profile
+    assert profile.shape == (4, 5, 6) and profile.spacing == (0.5, 1.0, 2.0)
     assert [p.name for p in tmp_path.iterdir()] == ["case.npz"]
 
 

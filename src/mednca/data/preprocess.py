@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mednca.data.ranges import INTENSITY_KEY, CaseProfile, profile_from_arrays
 from mednca.errors import DataError
 from mednca.io import atomic_path
 
@@ -198,10 +199,23 @@ def slices_to_volume(slices: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(restored.numpy(), 0, geometry.slice_axis))
 
 
-def save_slices(path: Path, image: np.ndarray, label: np.ndarray, geometry: SliceGeometry) -> None:
-    """Store (S, C, H, W) image and (S, H, W) label slices with their geometry in one ``.npz``, atomically."""
+def save_slices(
+    path: Path, image: np.ndarray, label: np.ndarray, geometry: SliceGeometry, profile: CaseProfile
+) -> None:
+    """Store (S, C, H, W) image and (S, H, W) label slices with their geometry and the raw volume's (C, 2)
+    intensity percentiles (``profile``) in one ``.npz``, atomically."""
+    intensity = np.asarray(profile.intensity, dtype=np.float64).reshape(-1, 2)
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.savez(handle, image=image, label=label, **geometry.to_arrays())
+        np.savez(handle, image=image, label=label, **geometry.to_arrays(), **{INTENSITY_KEY: intensity})
+
+
+def load_profile(path: Path) -> CaseProfile:
+    """The raw volume's profile (size, spacing, intensity percentiles) recorded in a slices file."""
+    try:
+        with np.load(path) as arrays:
+            return profile_from_arrays(arrays)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: cannot read preprocessed slices ({error}); delete it and re-run") from error
 
 
 def load_slices(path: Path) -> tuple[np.ndarray, np.ndarray, SliceGeometry]:

@@ -17,6 +17,7 @@ from mednca.data.download import fetch_dataset
 from mednca.data.layout import Case, Channel, discover
 from mednca.data.phantom import generate_phantom_dataset, phantom_settings
 from mednca.data.preprocess import binarise_label, normalise_intensity, save_slices, volume_to_slices
+from mednca.data.ranges import CaseProfile
 from mednca.data.split import build_manifest
 from mednca.data.validate import enforce_policy, validate_dataset
 from mednca.data.volumes import load_case
@@ -177,7 +178,8 @@ def preprocess_stage(
         images, labels, geometry = volume_to_slices(
             image, label, volume.affine, slice_axis, tuple(image_size), resize_mode
         )
-        save_slices(out_dir / f"{volume.case_id}.npz", images, labels, geometry)
+        profile = CaseProfile.of(volume.image, volume.affine)
+        save_slices(out_dir / f"{volume.case_id}.npz", images, labels, geometry, profile)
         rows.append(
             {
                 "case_id": volume.case_id,

@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 TABLE_NAME = "predictions.csv"
 COLUMNS = [
     "case_id", "inputs", "output", "foreground_voxels", "volume_mm3", "nqm", "likely_failure", "seconds",
-    "error",
+    "outside_training_data", "error",
 ]  # fmt: skip
 """One row per case: its input files, label map, foreground size, NQM (0 for deterministic models), whether
-the NQM exceeds the model's calibrated threshold (empty when the model file records none), inference seconds
-and, for a case that failed, why."""
+the NQM exceeds the model's calibrated threshold (empty when the model file records none), inference
+seconds, what of the case lies far outside the training data (empty when nothing does) and, for a case that
+failed, why."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def _predict_case(
     check_output(destination, [model_path, *files])
     image, affine = read_input_channels(files, segmenter.preprocessing)  # (C, X, Y, Z) float32
     segmenter.check_channels(image.shape[0], f"case {case.case_id}")
+    outside = segmenter.check_ranges(image, affine, case.case_id)
     segmentation = segmenter.segment(image, affine, case_generator(seed, case.case_id, segmenter.device))
     save_label_map(destination, segmentation.label, affine)
     if probabilities:
@@ -236,5 +238,6 @@ def _predict_case(
         "nqm": segmentation.nqm,
         "likely_failure": likely_failure,
         "seconds": segmentation.seconds,
+        "outside_training_data": outside,
         "error": None,
     }

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mednca.data.preprocess import binarise_label, slices_to_volume
 from mednca.data.preprocessing import Preprocessing
+from mednca.data.ranges import CaseProfile, warn_outside
 from mednca.data.stages import case_from_record, dataset_folder, read_table
 from mednca.data.volumes import CaseVolume, load_case, save_label_map
 from mednca.device import peak_memory_mb, resolve_device
@@ -63,6 +64,13 @@ class Segmenter:
     batch_size: int = 64
     training: dict[str, Any] = field(default_factory=dict)
     """What the model file records of its training (``train_stage``'s summary; epoch etc. for a snapshot)."""
+    input_ranges: dict[str, Any] = field(default_factory=dict)
+    """What the training cases spanned (``mednca.data.ranges``); empty when the model file records none."""
+
+    def check_ranges(self, image: np.ndarray, affine: np.ndarray, case: str) -> str | None:
+        """Warn (naming ``case``) when a raw (C, X, Y, Z) image lies far outside the training data's size,
+        spacing or intensities; return the warning's text, or None."""
+        return warn_outside(case, CaseProfile.of(image, affine), self.input_ranges)
 
     def check_channels(self, channels: int, source: str) -> None:
         """Refuse input of ``channels`` channels (from ``source``) unless the model was trained on as many."""
@@ -111,7 +119,10 @@ def load_segmenter(model_path: Path, device_name: str, runs: int, batch_size: in
     else:
         model, payload = load_model(model_path, device)
     training = payload.get("training") if isinstance(payload.get("training"), dict) else {}
-    return Segmenter(model, payload["preprocessing"], device, Path(model_path), runs, batch_size, training)
+    ranges = payload.get("input_ranges") or {}
+    return Segmenter(
+        model, payload["preprocessing"], device, Path(model_path), runs, batch_size, training, ranges
+    )
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:

@@ -49,10 +49,13 @@ PER_CASE_COLUMNS = [
     "label_volume_mm3",
     "nqm",
     "inference_seconds",
+    "outside_training_data",
     "image",
 ]
 """The columns of ``per_case.csv``; ``image`` lists the case's input files (relative to the images folder,
-separated by ``;``). ``nqm`` is 0 for a deterministic model, as in the workflow's evaluation."""
+separated by ``;``). ``nqm`` is 0 for a deterministic model, as in the workflow's evaluation;
+``outside_training_data`` says what of the case lies far outside the model's training data (empty if
+nothing)."""
 
 DICE_RULE = "Dice 2|P&L|/(|P|+|L|); both masks empty: 1.0; one empty: 0.0"
 HD95_RULE = (
@@ -216,6 +219,7 @@ def score_case(
     inputs = model_inputs(case, segmenter)
     image, affine = read_input_channels(inputs, segmenter.preprocessing)  # (C, X, Y, Z) float32
     segmenter.check_channels(image.shape[0], f"case {case.case_id}")
+    outside = segmenter.check_ranges(image, affine, case.case_id)
     label, label_affine = read_label(case.label)
     _check_geometry(inputs[0], image.shape[1:], affine, case.label, label, label_affine)
     truth = binarise_label(label, segmenter.preprocessing.foreground_labels)
@@ -229,6 +233,7 @@ def score_case(
         "label_volume_mm3": metrics["label_voxels"] * voxel,
         "nqm": result.nqm,
         "inference_seconds": result.seconds,
+        "outside_training_data": outside,
         "image": ";".join(str(_relative(path, images_dir)) for path in inputs),
     }
     return row, result.label, affine

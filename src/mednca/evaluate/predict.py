@@ -143,6 +143,7 @@ def predict_file(
     check_output(output, [model_path, *inputs])
     image, affine = read_input_channels(inputs, segmenter.preprocessing)
     segmenter.check_channels(image.shape[0], "the input")
+    segmenter.check_ranges(image, affine, case_name(inputs))
     generator = case_generator(seed, case_name(inputs), segmenter.device)
     try:
         result = segmenter.segment(image, affine, generator)

@@ -15,6 +15,7 @@ from torch import nn
 
 from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, load_yaml
 from mednca.data.preprocessing import Preprocessing
+from mednca.data.ranges import ranges_problem
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
@@ -41,16 +42,23 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def model_payload(
-    name: str, in_channels: int, arguments: dict[str, Any], model: nn.Module, preprocessing: Preprocessing
+    name: str,
+    in_channels: int,
+    arguments: dict[str, Any],
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    input_ranges: dict[str, list[list[float]]] | None = None,
 ) -> dict[str, Any]:
-    """The content of a ``model.pt`` file (the preprocessing as a plain mapping)."""
-    return {
+    """The content of a ``model.pt`` file (the preprocessing as a plain mapping; ``input_ranges``, what the
+    training cases spanned, when known: ``mednca.data.ranges``)."""
+    payload = {
         "model": name,
         "in_channels": in_channels,
         "arguments": arguments,
         "state_dict": model.state_dict(),
         "preprocessing": preprocessing.as_mapping(),
     }
+    return payload if input_ranges is None else {**payload, "input_ranges": input_ranges}
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -74,6 +82,8 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     problem = preprocessing_problem(payload["preprocessing"])
     if problem is not None:
         raise DataError(f"{path}: damaged model file: stored preprocessing {problem}")
+    if "input_ranges" in payload and (problem := ranges_problem(payload["input_ranges"])) is not None:
+        raise DataError(f"{path}: damaged model file: its training input ranges {problem}")
     preprocessing = Preprocessing.from_mapping(payload["preprocessing"])
     model = _build_stored_model(path, payload["model"], in_channels, payload["arguments"])
     _check_fit(path, model, preprocessing)

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from mednca import provenance
+from mednca.data.preprocess import load_profile
 from mednca.data.preprocessing import Preprocessing
+from mednca.data.ranges import training_ranges
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
 from mednca.io import write_json
@@ -116,8 +118,9 @@ def train_stage(
         "machine": provenance.machine(torch.get_num_threads()),
         "versions": provenance.package_versions(),
     }
+    ranges = training_ranges([load_profile(Path(slices_dir) / f"{case}.npz") for case in case_ids])
     payload = checkpoint.model_payload(
-        model_name, in_channels, arguments, model.cpu(), preprocessing.repeated(repeat)
+        model_name, in_channels, arguments, model.cpu(), preprocessing.repeated(repeat), ranges
     )
     publish_snapshots(out_dir / SNAPSHOTS_NAME, Path(snapshots_dir), payload)
     checkpoint.save(model_path, {**payload, "training": summary})
