@@ -24,6 +24,14 @@ from mednca.names import display_name
 from mednca.report.tables import efficiency_summary
 
 RECORDS_DIR, RESULTS_DOC, README = Path("records"), Path("docs/results.md"), Path("README.md")
+PERFORMANCE_DOC = Path("docs/performance.md")
+BENCHMARKS = "benchmarks"
+"""The folder under ``records/`` of benchmark records (``records/benchmarks/<name>/<cpu>.json``), which are
+not run records."""
+EDGE_START, EDGE_END = "<!-- edge-table:start -->", "<!-- edge-table:end -->"
+EDGE_TARGETS = {"volume_seconds": 1.0, "onnxruntime_mb": 300.0}
+"""The edge profile's targets: a hippocampus volume in at most 1 s at one thread, at most 300 MB peak
+memory with ONNX Runtime."""
 SUPERSEDED_ABLATION = RECORDS_DIR / "superseded" / "recipe_ablation_test_split.csv"
 """The first recipe ablation, scored on the test split before the project had a validation split: kept as
 the record of how the recipe was first chosen, shown as superseded."""
@@ -92,6 +100,8 @@ def load_records(records_dir: Path = RECORDS_DIR) -> list[Record]:
     """Every record under ``records_dir``, sorted by collection and path; a DataError names a bad file."""
     records = []
     for path in sorted(Path(records_dir).rglob("*.json")):
+        if path.relative_to(records_dir).parts[0] == BENCHMARKS:
+            continue
         try:
             data = json.loads(path.read_text())
             collection = path.relative_to(records_dir).parts[0]
@@ -407,21 +417,100 @@ def summary_table(records: list[Record]) -> str:
     return "\n".join(lines) + f"\n\n{link}\n"
 
 
+def between_markers(text: str, table: str, start_marker: str, end_marker: str, document: Path) -> str:
+    """``text`` with what lies between its two markers replaced by ``table``."""
+    start, end = text.find(start_marker), text.find(end_marker)
+    if start < 0 or end < start:
+        raise DataError(f"{document}: lacks the markers {start_marker} ... {end_marker}")
+    return text[: start + len(start_marker)] + "\n" + table + text[end:]
+
+
 def with_summary_table(readme: str, table: str) -> str:
     """``readme`` with the text between its table markers replaced by ``table``."""
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
-    if start < 0 or end < start:
-        raise DataError(f"the README lacks the markers {TABLE_START} ... {TABLE_END}")
-    return readme[: start + len(TABLE_START)] + "\n" + table + readme[end:]
+    return between_markers(readme, table, TABLE_START, TABLE_END, README)
+
+
+def benchmark_records(records_dir: Path, name: str) -> list[dict[str, Any]]:
+    """The records of one benchmark (``records/benchmarks/<name>/*.json``), sorted by file name."""
+    records = []
+    for path in sorted((Path(records_dir) / BENCHMARKS / name).glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()) | {"file": path.name})
+        except (OSError, ValueError) as error:
+            raise DataError(f"{path}: not a benchmark record ({error})") from error
+    return records
+
+
+def edge_table(records: list[dict[str, Any]]) -> str:
+    """The edge profile's Markdown: per record its CPU, model and volume, a table of latency and peak memory
+    per workload, runtime and threads, and whether the targets are met."""
+    if not records:
+        return "No edge profile has been recorded yet: run `python benchmarks/edge.py --volume CASE`.\n"
+    lines = []
+    for record in records:
+        machine, volume, versions = record["machine"], record["volume"], record["versions"]
+        isa = ", ".join(machine["isa"]) or "no AVX"
+        slices = volume["slices"]
+        lines += [
+            f"**{machine['cpu']}** ({isa}; {machine['cpus']} logical CPUs), {record['date']}, commit "
+            f"{_commit(record['commit'])}, torch {versions.get('torch')}, onnxruntime "
+            f"{versions.get('onnxruntime')}. Model: {record['model']} ({record['parameters']:,} parameters, "
+            f"{record['model_bytes'] / 1024:.0f} kB; ONNX {record['onnx_bytes'] / 1024:.0f} kB); volume: "
+            f"{volume['file']} ({'x'.join(map(str, volume['shape']))} voxels, {slices[0]} slices of "
+            f"{slices[2]}x{slices[3]}); {record['rows'][0]['repeats']} timed repeats after one warm-up.",
+            "",
+        ]
+        rows = [
+            [
+                row["workload"], row["runtime"], str(row["threads"]), f"{row['median_s']:.3f}",
+                f"{row['p90_s']:.3f}", f"{row['peak_rss_mb']:.0f}", "yes" if row["torch_imported"] else "no",
+            ]
+            for row in record["rows"]
+        ]  # fmt: skip
+        header = [
+            "workload",
+            "runtime",
+            "threads",
+            "median (s)",
+            "90th pct (s)",
+            "peak memory (MB)",
+            "PyTorch",
+        ]
+        lines += [*_table(header, rows), "", _edge_verdict(record["rows"]), ""]
+    return "\n".join(lines)
+
+
+def _edge_verdict(rows: list[dict[str, Any]]) -> str:
+    """Whether the fastest one-thread volume latency and ONNX Runtime's peak memory meet the targets."""
+    volume = [row for row in rows if row["workload"] == "volume" and row["threads"] == 1]
+    onnx = [row["peak_rss_mb"] for row in rows if row["runtime"] == "onnxruntime"]
+    parts = []
+    if volume:
+        fastest = min(volume, key=lambda row: row["median_s"])
+        met = "met" if fastest["median_s"] <= EDGE_TARGETS["volume_seconds"] else "not met"
+        parts.append(
+            f"Target of a volume in at most {EDGE_TARGETS['volume_seconds']:g} s at one thread: {met} "
+            f"({fastest['runtime']}, median {fastest['median_s']:.3f} s)."
+        )
+    if onnx:
+        met = "met" if max(onnx) <= EDGE_TARGETS["onnxruntime_mb"] else "not met"
+        parts.append(
+            f"Target of at most {EDGE_TARGETS['onnxruntime_mb']:g} MB with ONNX Runtime: {met} "
+            f"(largest peak {max(onnx):.0f} MB)."
+        )
+    return " ".join(parts)
 
 
 def render_documents(root: Path) -> dict[Path, str]:
     """{path: content} of every document rendered from ``root/records`` (paths relative to ``root``)."""
     records = load_records(root / RECORDS_DIR)
     readme = (root / README).read_text()
+    performance = (root / PERFORMANCE_DOC).read_text()
+    edge = edge_table(benchmark_records(root / RECORDS_DIR, "edge"))
     return {
         RESULTS_DOC: render_results(records, root / SUPERSEDED_ABLATION),
         README: with_summary_table(readme, summary_table(records)),
+        PERFORMANCE_DOC: between_markers(performance, edge, EDGE_START, EDGE_END, PERFORMANCE_DOC),
     }
 
 

@@ -6,9 +6,10 @@ case's generator in the order the PyTorch model draws it, so ONNX Runtime and Py
 give the same segmentation up to float rounding; a runtime without PyTorch can draw the noise from any
 uniform generator (the prediction is then another sample of the same stochastic model). The graph computes
 the rule densely (``mednca.models.dense``: every cell, then the mask), the formulation without
-data-dependent shapes, which equals the firing-cells rule up to rounding. The model's preprocessing,
-architecture and training facts travel with it: in the ONNX file's metadata (``mednca``), or in a JSON file
-beside a TorchScript file.
+data-dependent shapes, which equals the firing-cells rule up to rounding; the graph takes any batch and
+image size the model's levels can take (an NCA's: sides divisible by its downscale). The model's
+preprocessing, architecture and training facts travel with it: in the ONNX file's metadata (``mednca``), or
+in a JSON file beside a TorchScript file.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def _export_onnx(graph: nn.Module, example: tuple[Tensor, ...], output: Path, me
     import onnx
 
     names = ["images", *(f"noise{level + 1}" for level in range(len(example) - 1))]
-    axes = {"images": {0: "batch"}, "logits": {0: "batch"}} | {name: {1: "batch"} for name in names[1:]}
+    image_axes = {0: "batch", 2: "height", 3: "width"}  # any image size the model's levels can take
+    noise_axes = {name: {1: "batch", 3: f"{name}_height", 4: f"{name}_width"} for name in names[1:]}
+    axes = {"images": image_axes, "logits": image_axes} | noise_axes
     with atomic_path(output) as temporary:
         torch.onnx.export(
             graph, example, str(temporary), input_names=names, output_names=["logits"],

@@ -108,3 +108,17 @@ def test_bad_exports_are_one_line(nca_file: Path, tmp_path: Path) -> None:
         from mednca.export import load_onnx
 
         load_onnx(foreign)
+
+
+def test_the_onnx_graph_takes_other_image_sizes(nca_file: Path, tmp_path: Path) -> None:
+    from mednca.export import load_onnx
+    from mednca.train.checkpoint import load_model
+
+    onnx_model, _ = load_onnx(export_model(nca_file, tmp_path / "m.onnx", "onnx"))
+    model, _ = load_model(nca_file)
+    images = torch.rand(1, 1, 40, 24, generator=torch.Generator().manual_seed(3))  # not the trained 16x16
+    with torch.no_grad():
+        expected = model(images, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(
+        onnx_model(images, torch.Generator().manual_seed(7)), expected, atol=1e-4, rtol=1e-4
+    )

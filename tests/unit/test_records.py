@@ -138,6 +138,26 @@ def _commit_records(root: Path, files: dict[str, Path]) -> None:
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(ablation))
     (root / "README.md").write_text(f"# x\n\n{documents.TABLE_START}\nold\n{documents.TABLE_END}\n\nend\n")
+    (root / "docs").mkdir()
+    (root / "docs" / "performance.md").write_text(f"# p\n{documents.EDGE_START}\n{documents.EDGE_END}\n")
+    edge = root / "records" / "benchmarks" / "edge" / "test-cpu.json"
+    edge.parent.mkdir(parents=True)
+    rows = [
+        {"workload": "volume", "runtime": runtime, "threads": 1, "repeats": 5, "median_s": seconds,
+         "p90_s": seconds * 1.1, "peak_rss_mb": memory, "torch_imported": runtime == "pytorch"}
+        for runtime, seconds, memory in (("pytorch", 0.8, 420.0), ("onnxruntime", 1.2, 95.0))
+    ]  # fmt: skip
+    edge.write_text(
+        json.dumps(
+            {
+                "machine": {"cpu": "Test CPU", "isa": ["avx2"], "cpus": 2, "threads": 2},
+                "date": "2026-12-07", "commit": "abcdef1234567",
+                "versions": {"torch": "2", "onnxruntime": "1"}, "model": "hippocampus", "parameters": 25920,
+                "model_bytes": 110000, "onnx_bytes": 120000, "rows": rows,
+                "volume": {"file": "h.nii.gz", "shape": [35, 51, 35], "slices": [35, 1, 64, 64]},
+            }
+        )
+    )  # fmt: skip
 
 
 def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp_path: Path) -> None:
@@ -149,7 +169,13 @@ def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp
     assert "Highest mean validation Dice: **ema** (0.780)" in results and "| ema | 1 | 3 |" in results
     assert "| demo | Med-NCA | 25,920 | 0.750 ± 0.050 (2) | 0.800 ± 0.050 (3) |" in readme
     assert readme.startswith("# x\n") and readme.endswith("\n\nend\n") and "old" not in readme
-    assert documents.stale_documents(tmp_path) == [documents.RESULTS_DOC, documents.README]
+    performance = rendered[documents.PERFORMANCE_DOC]
+    assert "| volume | onnxruntime | 1 | 1.200 | 1.320 | 95 | no |" in performance
+    assert "at one thread: met (pytorch, median 0.800 s)" in performance
+    assert "with ONNX Runtime: met (largest peak 95 MB)" in performance
+    assert documents.stale_documents(tmp_path) == [
+        documents.RESULTS_DOC, documents.README, documents.PERFORMANCE_DOC
+    ]  # fmt: skip
     assert main(["records", "render", "--root", str(tmp_path)]) == 0
     assert documents.stale_documents(tmp_path) == []
     assert main(["records", "check", "--root", str(tmp_path)]) == 0
