@@ -208,6 +208,7 @@ def main() -> int:
     parser.add_argument("--volume", type=Path, help="a hippocampus volume (NIfTI) for the volume workload")
     parser.add_argument("--original", type=Path, help="a clone of MECLabTUDA/M3D-NCA: also time its classes")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument(
         "--out", type=Path, help="the record's file (default records/benchmarks/edge/<cpu>.json)"
     )
@@ -230,7 +231,7 @@ def main() -> int:
         facts = prepare(folder, args.model, args.volume)
         for workload in WORKLOADS:
             for runtime in runtimes:
-                for threads in (1, 2):
+                for threads in [int(count) for count in args.threads.split(",")]:
                     row = measure(args, folder, runtime, workload, threads)
                     print(
                         f"{workload:9} {runtime:12} {threads} thread(s): median {row['median_s']:.3f} s, "
