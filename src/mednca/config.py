@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,32 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
-    filled = fill_defaults(config, schema)
+    filled = expand_home(fill_defaults(config, schema))
     missing = [name for name in filled["datasets"] if name not in filled["dataset_settings"]]
     if missing:
         raise ConfigError(f"config key 'datasets': no entry in 'dataset_settings' for {', '.join(missing)}")
     check_semantics(filled)
     return canonical(filled)
+
+
+PATH_KEYS = ("data_dir", "results_dir", "report_html", "ablation_records")
+"""The config keys that name files or folders: a leading ``~`` is expanded as a shell would."""
+
+
+def expand_home(config: dict) -> dict:
+    """``config`` with ``~`` and ``~user`` at the start of its path keys expanded; a ConfigError names a key
+    whose ``~user`` is not a known user (nothing would be created under a literal ``~`` folder)."""
+    expanded = dict(config)
+    for key in PATH_KEYS:
+        value = config.get(key)
+        if not isinstance(value, str) or not value.startswith("~"):
+            continue
+        home = os.path.expanduser(value)
+        if home.startswith("~"):
+            user = value[1:].split("/", 1)[0]
+            raise _invalid(key, f"'{value}': no home folder for user '{user}'; give the folder's full path")
+        expanded[key] = home
+    return expanded
 
 
 def _invalid(key: str, problem: str) -> ConfigError:

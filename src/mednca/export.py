@@ -98,6 +98,7 @@ def export_model(model_file: Path, output: Path, fmt: str) -> Path:
     images = torch.rand(2, model.in_channels, height, width)
     noise = graph.draw_noise(torch.Generator().manual_seed(0), 2, height, width) if graph is not model else []
     metadata = {
+        "format": checkpoint.MODEL_FORMAT,
         "model": payload["model"],
         "in_channels": payload["in_channels"],
         "arguments": payload["arguments"],
@@ -187,6 +188,7 @@ def load_onnx(path: Path) -> tuple[OnnxModel, dict[str, Any]]:
     if METADATA_KEY not in found:
         raise DataError(f"{path}: an ONNX file without mednca metadata; export it with `mednca export`")
     metadata = json.loads(found[METADATA_KEY])
+    checkpoint.check_format(path, metadata.get("format", 1))
     if (problem := ranges_problem(metadata.get("input_ranges") or {})) is not None:
         raise DataError(f"{path}: damaged mednca metadata: its training input ranges {problem}")
     payload = {**metadata, "preprocessing": Preprocessing.from_mapping(metadata["preprocessing"])}

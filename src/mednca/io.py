@@ -12,6 +12,10 @@ import contextlib
 import errno
 import json
 import os
+import re
+import resource
+import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -77,19 +81,54 @@ def check_output(output: Path, inputs: Iterable[Path], what: str = "output") -> 
             )
 
 
+def _temporary_prefix(path: Path, pid: int | None = None) -> str:
+    """The name start of ``path``'s temporary files written by process ``pid`` (default: this one) of
+    this machine: ``.{name}.{host}-{pid}.``."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid() if pid is None else pid}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by processes of this machine that no longer run (a
+    SIGKILL or a power cut gives no chance to clean up); those of running processes and of other machines
+    sharing the folder are left alone. Returns the removed files."""
+    pattern = re.compile(re.escape(f".{path.name}.{socket.gethostname()}-") + r"(\d+)\.[^.]+\.tmp$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            match = pattern.match(entry.name)
+            if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
     A full disk or a read-only folder becomes a DataError naming ``path``; the previous file is unchanged
-    and no temporary file is left behind.
+    and no temporary file is left behind, also when the block is ended by an exception or a terminating
+    signal (``mednca.logs.signals_as_exceptions``). Temporary files of ``path`` that killed processes left
+    behind are removed first.
     """
     path = Path(path)
     check_writable_destination(path)
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        remove_stale_temporaries(path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
         os.close(handle)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         yield Path(temporary)
@@ -101,10 +140,56 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise DataError(
             f"{path}: cannot be written ({os.strerror(error.errno)}); any previous file there is unchanged"
         ) from error
+    except RuntimeError as error:  # torch.save reports a failed write as its own RuntimeError
+        reason = write_limit(path.parent, None if temporary is None else Path(temporary))
+        if reason is None:
+            raise
+        raise DataError(
+            f"{path}: cannot be written ({reason}); any previous file there is unchanged"
+        ) from error
     finally:
         if temporary is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
+
+
+FULL_BELOW_BYTES = 1 << 20
+"""A file system with less free space than this (1 MiB) counts as full."""
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space of the file system of ``folder`` (or of its nearest existing parent), None if unknown."""
+    for candidate in (Path(folder), *Path(folder).absolute().parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def write_limit(folder: Path, written: Path | None) -> str | None:
+    """Why a write into ``folder`` failed when a library does not say (a full disk, or the file size limit of
+    ``ulimit -f`` reached by ``written``), or None if neither holds."""
+    free = free_bytes(folder)
+    if free is not None and free < FULL_BELOW_BYTES:
+        return f"{os.strerror(errno.ENOSPC)}: {free:,} bytes free"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    limited = written is not None and limit != resource.RLIM_INFINITY and written.exists()
+    if limited and written.stat().st_size >= limit:
+        return f"{os.strerror(errno.EFBIG)}: the size limit is {limit:,} bytes"
+    return None
+
+
+def check_free_space(folder: Path, what: str) -> None:
+    """Refuse to go on when ``folder``'s file system is full (less than 1 MiB free), naming it and ``what``
+    would have been written."""
+    free = free_bytes(folder)
+    if free is not None and free < FULL_BELOW_BYTES:
+        raise DataError(
+            f"{folder}: the disk is full ({free:,} bytes free), {what} cannot be written; free space and "
+            "re-run: what is finished is kept"
+        )
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mednca.errors import MednCAError
@@ -41,14 +44,53 @@ def failure_message(error: BaseException) -> str:
     )
 
 
+TERMINATING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+)
+"""The signals a scheduler, a closed terminal or Ctrl-C send to end a process."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A terminating signal arrived: raised where the program is, so every ``finally`` (the removal of a
+    half-written temporary file among them) runs before the process ends."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """Turn SIGTERM, SIGHUP and SIGINT into ``Terminated`` while the block runs (main thread only; the
+    previous handlers come back after it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in TERMINATING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_reported(stage: Callable[[], object], failure_status: int = 1) -> int:
     """Run ``stage``; its exit status if it returns one, else 0.
 
-    An error becomes one logged line and ``failure_status`` (130 when interrupted).
+    An error becomes one logged line and ``failure_status``; a terminating signal ends it with its files
+    cleaned up, one line naming the signal and the shell's status for it (128 + its number).
     """
     try:
-        result = stage()
+        with signals_as_exceptions():
+            result = stage()
         return result if isinstance(result, int) else 0
+    except Terminated as stop:
+        log.error("stopped by %s; files being written were removed, finished ones are kept", stop.args[0])
+        return 128 + stop.signum
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

@@ -13,12 +13,17 @@ import jsonschema
 import torch
 from torch import nn
 
+from mednca import __version__
 from mednca.config import PREPROCESSING_KEYS, SCHEMA_PATH, load_yaml
 from mednca.data.preprocessing import Preprocessing
 from mednca.data.ranges import ranges_problem
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
+
+MODEL_FORMAT = 2
+"""The model file format this version writes and the newest it reads. 1: files without ``format`` (before
+input ranges); 2: adds ``format`` and the training cases' ``input_ranges``."""
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -52,6 +57,7 @@ def model_payload(
     """The content of a ``model.pt`` file (the preprocessing as a plain mapping; ``input_ranges``, what the
     training cases spanned, when known: ``mednca.data.ranges``)."""
     payload = {
+        "format": MODEL_FORMAT,
         "model": name,
         "in_channels": in_channels,
         "arguments": arguments,
@@ -71,6 +77,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     payload = load(path)
     if not isinstance(payload, dict):
         raise DataError(f"{path}: not a mednca model file (it holds a {type(payload).__name__})")
+    check_format(path, payload.get("format", 1))
     missing = {"model", "in_channels", "arguments", "state_dict", "preprocessing"} - set(payload)
     if missing:
         raise DataError(f"{path}: not a mednca model file (missing {', '.join(sorted(missing))})")
@@ -89,6 +96,17 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     _check_fit(path, model, preprocessing)
     _load_weights(path, model, payload["state_dict"])
     return model.to(device).eval(), {**payload, "preprocessing": preprocessing}
+
+
+def check_format(path: Path, version: Any) -> None:
+    """Refuse a model file of a format this version cannot read, naming the file and both versions."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataError(f"{path}: damaged model file: its format is {version!r}, not a positive integer")
+    if version > MODEL_FORMAT:
+        raise DataError(
+            f"{path}: model file format {version} was written by a newer mednca; this one ({__version__}) "
+            f"reads formats 1 to {MODEL_FORMAT}: upgrade mednca to use it"
+        )
 
 
 def _check_fit(path: Path, model: nn.Module, preprocessing: Preprocessing) -> None:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mednca.errors import DataError
-from mednca.io import write_csv
+from mednca.io import check_free_space, write_csv
 from mednca.train import checkpoint
 from mednca.train.losses import build_loss
 
@@ -412,7 +412,11 @@ def fit_model(
     loss_fn = build_loss(settings.loss, settings.pos_weight, settings.dice_weight, settings.bce_weight).to(
         device
     )
-    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=state.epoch + 1)
+    check_free_space(out_dir, "the training's logs and checkpoints")
+    try:
+        writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=state.epoch + 1)
+    except OSError as error:
+        raise DataError(f"{out_dir / 'tensorboard'}: cannot write TensorBoard events ({error})") from error
     try:
         while state.epoch < epochs:
             started = time.perf_counter()
@@ -431,6 +435,7 @@ def fit_model(
             }
             state.history.append(row)
             log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, epochs, loss, row["seconds"])
+            check_free_space(out_dir, f"epoch {state.epoch}'s log and checkpoint")  # before any writer fails
             writer.add_scalar("loss/train", loss, state.epoch)
             writer.add_scalar("lr", row["lr"], state.epoch)
             write_csv(history_csv, pd.DataFrame(state.history))
