@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,10 @@ def check_semantics(config: dict) -> None:
     _check_efficiency(config)
     _check_levels(config["robustness"]["levels"])
     _check_architectures(config)
+    from mednca.memory import check_memory
+
+    for warning in check_memory(config):
+        logging.getLogger("mednca.memory").warning("%s", warning)
 
 
 def _check_device(device: str) -> None:

@@ -26,7 +26,7 @@ from mednca.io import read_json
 from mednca.names import display_name, is_nca
 
 RECORD_VERSION = 1
-LOCAL_KEYS = ("data_dir", "results_dir", "report_html", "device")
+LOCAL_KEYS = ("data_dir", "results_dir", "report_html", "device", "memory_limit_gb")
 """Configuration keys that say where or how a run is computed, not what it is: left out of its hash."""
 
 METRIC_KEYS = (

@@ -3,6 +3,7 @@ model files of other format versions; each builds the condition and runs the rea
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from mednca.config import SCHEMA_PATH, validate_config
 from mednca.errors import ConfigError, DataError
@@ -140,17 +142,19 @@ def full_disk(tmp_path: Path):
     )
     if mounted.returncode != 0:
         pytest.skip("mounting a small file system needs root")
-    (mount / "keep.txt").write_text("finished result\n")
-    descriptor = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
     try:
-        while os.write(descriptor, b"\0" * 512):
-            pass
-    except OSError:
-        pass  # the disk is full
+        (mount / "keep.txt").write_text("finished result\n")
+        descriptor = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(descriptor, b"\0" * 512):
+                pass
+        except OSError:
+            pass  # the disk is full
+        finally:
+            os.close(descriptor)
+        yield mount
     finally:
-        os.close(descriptor)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_named(full_disk: Path) -> None:
@@ -183,9 +187,9 @@ def test_training_on_a_full_disk_stops_naming_the_folder(
     assert not list(full_disk.rglob("*.tmp"))
 
 
-def _config(**paths: str) -> dict:
+def _config(**keys) -> dict:
     dataset = {"layout": "msd", "folder": "D", "foreground_labels": [1], "image_size": [16, 16]}
-    return {"datasets": ["d"], "dataset_settings": {"d": dataset}, **paths}
+    return {"datasets": ["d"], "dataset_settings": {"d": dataset}, **keys}
 
 
 def test_home_relative_folders_are_expanded_as_a_shell_would(monkeypatch, tmp_path: Path) -> None:
@@ -221,3 +225,44 @@ def test_model_files_of_other_format_versions(tmp_path: Path, prepared_phantom: 
     checkpoint.save(damaged, {**payload, "format": "two"})
     with pytest.raises(DataError, match="damaged.pt: damaged model file: its format is 'two'"):
         checkpoint.load_model(damaged)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"image_size": [40000, 40000]}, "dataset_settings.d.image_size: preprocessing d"),
+        ({"image_size": [4000, 4000]}, "dataset_settings.d.image_size: training med_nca on d"),
+        ({"steps": 300_000}, "model_settings.med_nca.architecture.steps: training med_nca on d"),
+        ({"batch_size": 100_000}, "model_settings.med_nca.training.batch_size: training med_nca on d"),
+    ],
+)
+def test_a_configuration_too_large_for_the_memory_is_refused_naming_the_key(
+    overrides: dict, key: str, tmp_path: Path
+) -> None:
+    config = _config(memory_limit_gb=8)
+    config["models"] = ["med_nca"]
+    if "image_size" in overrides:
+        config["dataset_settings"]["d"]["image_size"] = overrides["image_size"]
+    architecture = {"steps": overrides.get("steps", 64)}
+    training = {"batch_size": overrides.get("batch_size", 24)}
+    config["model_settings"] = {"med_nca": {"architecture": architecture, "training": training}}
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(config))
+    finished = subprocess.run(
+        [sys.executable, "-m", "mednca.cli", "config", "--config", str(path)], capture_output=True, text=True
+    )
+    assert finished.returncode != 0 and not finished.stdout
+    (line,) = finished.stderr.strip().splitlines()
+    key, job = key.split(": ")
+    assert f"config key '{key}': {job} needs about" in line
+    assert "GB of memory by estimate, more than the limit of 8.0 GB (config key 'memory_limit_gb')" in line
+
+
+def test_a_large_but_possible_configuration_gets_a_warning(caplog) -> None:
+    config = _config(memory_limit_gb=2, models=["med_nca"])
+    config["dataset_settings"]["d"]["image_size"] = [64, 64]
+    config["model_settings"] = {"med_nca": {"training": {"batch_size": 48}}}
+    with caplog.at_level(logging.WARNING, logger="mednca.memory"):
+        validate_config(config, SCHEMA_PATH)
+    assert "training med_nca on d needs about 1.4 GB of memory by estimate" in caplog.text
+    assert "over half of the limit of 2.0 GB" in caplog.text
