@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from mednca.device import peak_memory_mb, resolve_device
 from mednca.models import build_model, count_parameters
-from mednca.models.nca import compute_dtype, resolve_cell_rule
+from mednca.models.formulations import resolve_formulation
 from mednca.models.reference import with_reference_rules
 
 BATCH, SIZE, VOLUME_SLICES, STEPS, HIDDEN = 48, 64, 40, 64, 128
@@ -317,10 +317,13 @@ def run_case(name: str, device: torch.device, repeats: int, checkout: Path | Non
     if case.model == "med_nca":
         cell_steps = nca_cell_steps(case.task)
         backward = 3 if case.task == "train" else 1
-        dtype = compute_dtype(case.arguments.get("precision", "fp32"), device)
-        rule = resolve_cell_rule(
-            case.arguments.get("cell_rule", "auto"), dtype, device, training=case.task == "train"
+        formulation = resolve_formulation(
+            case.arguments.get("cell_rule", "auto"),
+            case.arguments.get("precision", "fp32"),
+            device,
+            training=case.task == "train",
         )
+        rule, dtype = formulation.name, formulation.dtype
         result["cell_rule"] = "original" if case.reference else rule
         folded = not case.reference and rule == "folded"
         per_cell = nca_flop_per_cell_step(

@@ -27,7 +27,7 @@ from mednca.data.preprocessing import Preprocessing
 from mednca.data.ranges import ranges_problem
 from mednca.errors import DataError
 from mednca.io import atomic_path
-from mednca.models.dense import dense_changes
+from mednca.models.formulations import Dense
 from mednca.models.nca import MedNCA, NCARule, SingleLevelNCA, initial_state
 from mednca.train import checkpoint
 
@@ -37,11 +37,14 @@ OPSET = 17
 
 
 def _level(rule: NCARule, state: Tensor, noise: Tensor, fire_rate: float) -> Tensor:
-    """(B, C, h, w) state and (steps, B, 1, h, w) noise -> the state after the steps, every cell computed."""
-    weights = rule.conv_weights()
-    for step in range(noise.shape[0]):
-        state = state + dense_changes(state, weights) * (noise[step] < fire_rate).to(state.dtype)
-    return state
+    """(B, C, h, w) state and (steps, B, 1, h, w) noise -> the state after the steps, by the rule's own step
+    loop with the dense formulation pinned (every cell computed: no data-dependent shapes in the graph)."""
+    pinned = rule.pinned
+    rule.pin(Dense(torch.float32))
+    try:
+        return rule.run(state, noise.shape[0], fire_rate, None, noise=noise)
+    finally:
+        rule.pin(pinned)
 
 
 class NoiseInputNCA(nn.Module):

@@ -45,6 +45,7 @@ TRAINING_KEYS = (
     "train_seconds",
     "peak_memory_mb",
     "final_loss",
+    "formulation",
     "device",
 )
 HD95_RULE = (
@@ -156,6 +157,18 @@ def _format(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _formulation_lines(formulation: Mapping[str, Any] | None) -> list[str]:
+    """The model card's line on how an NCA's rule was computed (none for other models or old records)."""
+    if not formulation:
+        return []
+    training, inference = formulation["training"], formulation["inference"]
+    return [
+        f"- NCA rule computed as: {training['cell_rule']} ({training['dtype']}) in training, "
+        f"{inference['cell_rule']} ({inference['dtype']}) in inference (stored in the model file, which "
+        "computes this way wherever it is loaded)"
+    ]
+
+
 def model_card(record: Mapping[str, Any]) -> str:
     """A Markdown model card of one run, from its record."""
     run, training, split = record["run"], record["training"], record["split"]
@@ -211,6 +224,7 @@ def model_card(record: Mapping[str, Any]) -> str:
         f"{training['iterations']} iterations, peak memory {_format(training['peak_memory_mb'], 0)} MB",
         f"- Machine: {machine.get('cpu', 'unknown')} ({', '.join(machine.get('isa') or []) or 'no flags'}), "
         f"{machine.get('threads', '?')} threads on {machine.get('cpus', '?')} logical CPUs",
+        *_formulation_lines(training.get("formulation")),
         f"- Code: training at {record['code']['training']}, evaluation at {record['code']['evaluation']}",
         f"- Configuration: {', '.join(record['config']['files']) or 'defaults'} "
         f"(hash {record['config']['sha256']})",

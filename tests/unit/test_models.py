@@ -366,7 +366,7 @@ def test_reflected_neighbours_are_what_reflect_padding_gathers() -> None:
         cells.reflected_neighbours(1, 1, 4, state.device)
 
 
-@pytest.mark.parametrize("cell_rule", ["gather", "dense"])
+@pytest.mark.parametrize("cell_rule", ["gather", "folded", "dense", "reference"])
 @pytest.mark.parametrize("model_class", [MedNCA, SingleLevelNCA])
 def test_gradient_checkpointing_gives_the_same_output_and_gradients(
     model_class: type[nn.Module], cell_rule: str
@@ -378,8 +378,14 @@ def test_gradient_checkpointing_gives_the_same_output_and_gradients(
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = model_class(
-                channels=8, hidden_size=16, steps=7, checkpoint_steps=checkpoint_steps, cell_rule=cell_rule
+                channels=8,
+                hidden_size=16,
+                steps=7,
+                checkpoint_steps=checkpoint_steps,
+                cell_rule="auto" if cell_rule == "reference" else cell_rule,
             )
+        if cell_rule == "reference":
+            model = with_reference_rules(model)
         randomise_fc1(model)
         generator = seeded(5)
         logits, targets = model.training_forward(images, labels, generator)
@@ -428,19 +434,27 @@ def test_bf16_rule_stays_close_to_the_reference_and_keeps_fp32_state(cell_rule: 
     ],
 )
 def test_precision_dispatch(precision: str, native: bool, dtype: torch.dtype, monkeypatch) -> None:
-    from mednca.models import nca
+    from mednca.models import formulations
+    from mednca.models.formulations import resolve_formulation
 
-    monkeypatch.setattr(nca, "has_native_bf16", lambda device: native)
-    cpu = torch.device("cpu")
-    assert nca.compute_dtype(precision, cpu) == dtype
+    monkeypatch.setattr(formulations, "has_native_bf16", lambda device: native)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert formulations.compute_dtype(precision, cpu) == dtype
     bf16 = dtype == torch.bfloat16
-    assert nca.resolve_cell_rule("auto", dtype, cpu, training=False) == ("folded" if bf16 else "gather")
-    assert nca.resolve_cell_rule("auto", dtype, cpu, training=True) == ("dense" if bf16 else "gather")
-    with torch.no_grad():
-        assert nca.resolve_cell_rule("auto", dtype, cpu) == ("folded" if bf16 else "gather")
-    assert nca.resolve_cell_rule("auto", dtype, torch.device("cuda")) == "dense"
-    for explicit in ("gather", "folded", "dense"):
-        assert nca.resolve_cell_rule(explicit, dtype, torch.device("cuda")) == explicit
+
+    def resolved(cell_rule: str, device: torch.device, training: bool) -> dict[str, str]:
+        return resolve_formulation(cell_rule, precision, device, training).describe()
+
+    products = "bf16" if bf16 else "fp32"
+    inference = {"cell_rule": "folded", "dtype": "bf16"} if bf16 else {"cell_rule": "gather", "dtype": "fp32"}
+    training = {"cell_rule": "dense", "dtype": "bf16"} if bf16 else {"cell_rule": "gather", "dtype": "fp32"}
+    assert resolved("auto", cpu, training=False) == inference
+    assert resolved("auto", cpu, training=True) == training
+    assert resolved("auto", cuda, training=True) == {"cell_rule": "dense", "dtype": products}
+    for explicit in ("folded", "dense"):
+        assert resolved(explicit, cuda, training=False) == {"cell_rule": explicit, "dtype": products}
+    if precision != "bf16":  # the gathered rule computes in fp32, and says so, whatever auto allows
+        assert resolved("gather", cpu, training=False) == {"cell_rule": "gather", "dtype": "fp32"}
 
 
 def test_dense_rule_never_asks_the_host_for_the_firing_cells(monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import torch
 from conftest import PREPROCESSING
 
 from mednca.models import build_model
+from mednca.models.formulations import resolve_formulation
+from mednca.models.nca import nca_rules
 from mednca.train import checkpoint, loop
 from mednca.train.loop import TrainingSettings, fit_model
 from mednca.train.stages import outputs_beside, train_stage
@@ -190,6 +193,16 @@ def test_train_stage_then_fine_tune_with_repeated_channels(prepared_phantom: Pat
     payload = checkpoint.load(tmp_path / "a" / "model.pt")
     assert payload["training"]["train_cases"] == 3 and payload["training"]["parameters"] > 0
     assert (tmp_path / "a" / "training.json").exists() and (tmp_path / "a" / "train_log.csv").exists()
+    # The formulation the rule resolved to is recorded, and a loaded model computes that way on any device.
+    recorded = json.loads((tmp_path / "a" / "training.json").read_text())["formulation"]
+    expected = resolve_formulation(
+        NCA.get("cell_rule", "auto"), NCA.get("precision", "fp32"), torch.device("cpu"), False
+    )
+    assert recorded["inference"] == payload["formulation"] == expected.describe()
+    loaded, _ = checkpoint.load_model(tmp_path / "a" / "model.pt")
+    assert {rule.formulation(torch.device("cuda")).describe()["cell_rule"] for rule in nca_rules(loaded)} == {
+        payload["formulation"]["cell_rule"]
+    }
 
     three_channels = dict(payload, in_channels=3, state_dict=build_model("med_nca", 3, **NCA).state_dict())
     three_channels["preprocessing"] = dict(payload["preprocessing"], modalities=[0, 1, 2])

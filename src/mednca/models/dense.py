@@ -5,7 +5,8 @@ The firing-cells rule (``mednca.models.cells``) does half the arithmetic, but it
 step, and the gathers and scatters it needs are what GPUs do worst. The dense rule has no data-dependent
 shapes: a reflect-padded 3x3 convolution to both perception maps at once, two 1x1 convolutions, and the
 update multiplied by the fire mask, all on the device and all recorded by autograd. On a CPU it is a
-candidate measured by ``benchmarks/speed.py`` (oneDNN convolutions in channels-last layout).
+candidate measured by ``benchmarks/speed.py`` (oneDNN convolutions in channels-last layout). The step loop
+is the rule's (``NCARule.run``); ``mednca.models.formulations.Dense`` applies these kernels in it.
 """
 
 from __future__ import annotations
@@ -44,29 +45,3 @@ def dense_changes(state: Tensor, weights: ConvWeights) -> Tensor:
     )
     hidden = F.relu(F.conv2d(torch.cat([state, perception], dim=1), weights.first, weights.first_bias))
     return F.conv2d(hidden, weights.output)
-
-
-def dense_steps(
-    state: Tensor,
-    weights: ConvWeights,
-    steps: int,
-    fire_rate: float,
-    generator: torch.Generator,
-    dtype: torch.dtype,
-) -> Tensor:
-    """(B, C, H, W) float32 state -> the state after ``steps`` stochastic updates, products in ``dtype``.
-
-    Each step draws one (B, 1, H, W) uniform tensor from ``generator`` (the draw of the firing-cells rule,
-    so both give the same states up to rounding) and adds the change of the cells whose draw is below
-    ``fire_rate``. The state stays float32 and channels-last.
-    """
-    state = state.contiguous(memory_format=torch.channels_last)
-    compute = weights.to(dtype)
-    batch, _, height, width = state.shape
-    for _ in range(steps):
-        noise = torch.rand(
-            (batch, 1, height, width), generator=generator, device=state.device, dtype=state.dtype
-        )
-        change = dense_changes(state.to(dtype), compute).to(state.dtype)
-        state = state + change * (noise < fire_rate).to(state.dtype)
-    return state

@@ -19,63 +19,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from mednca.device import has_native_bf16
-from mednca.models.cells import (
-    RuleWeights,
-    apply_updates,
-    cell_updates,
-    fold,
-    folded_cell_updates,
-    from_cells,
-    reflected_neighbours,
-    to_cells,
+from mednca.models.cells import RuleWeights
+from mednca.models.dense import ConvWeights
+from mednca.models.formulations import (
+    Formulation,
+    check_compute,
+    formulation_from_record,
+    resolve_formulation,
 )
-from mednca.models.dense import ConvWeights, dense_steps
-from mednca.models.reference import REFERENCE_RULE, reference_steps
-
-PRECISIONS = ("fp32", "bf16", "auto")
-CELL_RULES = ("auto", "gather", "folded", "dense")
-
-
-def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the rule's matrix products: ``fp32``, ``bf16``, or ``auto`` (bf16 where ``device``
-    runs it natively, see ``has_native_bf16``, else fp32). The state always stays float32."""
-    if precision == "bf16" or (precision == "auto" and has_native_bf16(device)):
-        return torch.bfloat16
-    return torch.float32
-
-
-def resolve_cell_rule(
-    cell_rule: str, dtype: torch.dtype, device: torch.device, training: bool | None = None
-) -> str:
-    """The formulation that computes the rule: ``gather``, ``folded`` or ``dense``.
-
-    ``auto`` is a fixed table, not a timing at run time, so that a config and seed give the same numbers
-    whatever the machine's load: on a GPU the dense rule (no host-device synchronisation per step); on a CPU
-    in fp32 the gathered rule (the folded one's 1.6x arithmetic outweighs its wider product there); on a
-    CPU in bf16 the dense rule for training (``training``, default: gradients are enabled) and the folded
-    rule for inference, the fastest of the three in each case where bf16 is native (see the README's speed
-    section, whose benchmark measures every candidate on the machine at hand).
-    """
-    if cell_rule != "auto":
-        return cell_rule
-    if device.type != "cpu":
-        return "dense"
-    if dtype != torch.bfloat16:
-        return "gather"
-    training = torch.is_grad_enabled() if training is None else training
-    return "dense" if training else "folded"
-
-
-def _check_compute(precision: str, cell_rule: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if cell_rule not in (*CELL_RULES, REFERENCE_RULE):
-        raise ValueError(f"cell_rule must be one of {', '.join(CELL_RULES)}, got {cell_rule!r}")
-    if precision == "bf16" and cell_rule == "gather":
-        raise ValueError(
-            "precision bf16 needs cell_rule folded, dense or auto (the gather rule computes in fp32)"
-        )
 
 
 def training_steps(steps: int, min_steps: int | None, generator: torch.Generator) -> int:
@@ -122,12 +73,12 @@ class NCARule(nn.Module):
     layers of the original, stored as 1x1 convolutions. ``fc1`` has no bias and starts at zero, so an
     untrained rule leaves the state unchanged.
 
-    A run holds the state as flat channels-last cells and computes perception and update only for the
-    cells that fire (a cell that does not fire contributes nothing), see ``mednca.models.cells``. The
-    result equals convolving and updating every cell and masking (``mednca.models.reference``).
-    ``precision`` (fp32, bf16, auto; see ``compute_dtype``) sets the dtype of the products, the state stays
-    float32; ``cell_rule`` (auto, gather, folded, dense; see ``resolve_cell_rule``) how they are arranged:
-    the dense rule (``mednca.models.dense``) computes every cell and masks, without the firing-cells gather.
+    ``run`` is the one step loop: it draws the fire masks and leaves the computation of a step to a
+    formulation (``mednca.models.formulations``): the firing cells only on flat channels-last cells
+    (``gather``, ``folded``) or every cell and then the mask (``dense``), all equal to convolving and
+    updating every cell and masking, up to rounding. ``precision`` (fp32, bf16, auto) sets the dtype of the
+    products, the state stays float32; ``cell_rule`` (auto, gather, folded, dense) the formulation; both are
+    resolved per device by ``resolve_formulation`` unless a formulation is pinned (``pin``).
 
     Parameters: 2 * (9C^2 + C) + (3C * hidden + hidden) + hidden * C.
     """
@@ -142,7 +93,8 @@ class NCARule(nn.Module):
     ) -> None:
         super().__init__()
         _check_channels(input_channels, channels)
-        _check_compute(precision, cell_rule)
+        check_compute(precision, cell_rule)
+        self.pinned: Formulation | None = None
         self.channels = channels
         self.input_channels = input_channels
         self.precision = precision
@@ -182,13 +134,18 @@ class NCARule(nn.Module):
             output=torch.cat([image_rows, output[self.input_channels :]]),
         )
 
-    def formulation(self, device: torch.device) -> tuple[str, torch.dtype]:
-        """The cell rule (``resolve_cell_rule``) and the product dtype of this rule on ``device``; the
-        reference rule (``mednca.models.reference``, for tests and benchmarks) computes in float32."""
-        if self.cell_rule == REFERENCE_RULE:
-            return REFERENCE_RULE, torch.float32
-        dtype = compute_dtype(self.precision, device)
-        return resolve_cell_rule(self.cell_rule, dtype, device), dtype
+    def formulation(self, device: torch.device, training: bool | None = None) -> Formulation:
+        """The formulation this rule runs with on ``device`` (``training``, default: whether gradients are
+        enabled): the pinned one (``pin``), else ``resolve_formulation`` of its cell rule and precision."""
+        if self.pinned is not None:
+            return self.pinned
+        training = torch.is_grad_enabled() if training is None else training
+        return resolve_formulation(self.cell_rule, self.precision, device, training)
+
+    def pin(self, formulation: Formulation | None) -> None:
+        """Run with ``formulation`` whatever the device (a loaded model's recorded one, the dense rule of an
+        export, the reference rule of a test); None goes back to resolving it."""
+        self.pinned = formulation
 
     def step(self, state: Tensor, fire_rate: float, generator: torch.Generator) -> Tensor:
         """(B, C, H, W) state -> (B, C, H, W) state after one stochastic update.
@@ -198,86 +155,65 @@ class NCARule(nn.Module):
         """
         return self.run(state, 1, fire_rate, generator)
 
-    def _advance(
-        self,
-        x: Tensor,
-        shape: torch.Size,
-        steps: int,
-        fire_rate: float,
-        generator: torch.Generator,
-        formulation: tuple[str, torch.dtype],
-    ) -> Tensor:
-        """``steps`` steps of the working tensor: the (B, C, H, W) state of ``shape`` for the dense and
-        reference rules, its (B * H * W, C) cells for the others; ``formulation`` is the run's
-        ``formulation()``."""
-        rule, dtype = formulation
-        if rule == "dense":
-            return dense_steps(x, self.conv_weights(), steps, fire_rate, generator, dtype)
-        if rule == REFERENCE_RULE:
-            return reference_steps(self, x, steps, fire_rate, generator)
-        return self._cell_steps(x, shape, steps, fire_rate, generator, formulation)
-
-    def _cell_steps(
-        self,
-        cells: Tensor,
-        shape: torch.Size,
-        steps: int,
-        fire_rate: float,
-        generator: torch.Generator,
-        formulation: tuple[str, torch.dtype],
-    ) -> Tensor:
-        """(B * H * W, C) cells of a (B, C, H, W) ``shape`` -> the cells after ``steps`` steps."""
-        batch, _, height, width = shape
-        neighbours = reflected_neighbours(batch, height, width, cells.device)
-        rule, dtype = formulation
-        folded = rule == "folded"
-        weights = fold(self.rule_weights()) if folded else self.rule_weights()
-        for _ in range(steps):
-            noise = torch.rand(
-                (batch, 1, height, width), generator=generator, device=cells.device, dtype=cells.dtype
-            )
-            firing = torch.nonzero((noise < fire_rate).reshape(-1)).squeeze(1)
-            if folded:
-                changes = folded_cell_updates(cells, firing, neighbours, weights, dtype)
-            else:
-                changes = cell_updates(cells, firing, neighbours, weights)
-            cells = apply_updates(cells, firing, changes)
-        return cells
-
     def run(
         self,
         state: Tensor,
         steps: int,
         fire_rate: float,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
         checkpoint_steps: int = 0,
+        noise: Tensor | None = None,
     ) -> Tensor:
-        """(B, C, H, W) state -> (B, C, H, W) state after ``steps`` calls of ``step``.
+        """(B, C, H, W) state -> (B, C, H, W) state after ``steps`` stochastic updates.
 
-        With ``checkpoint_steps`` > 0 and gradients enabled, only every ``checkpoint_steps``-th state is
-        kept for backpropagation; the steps in between are recomputed during the backward pass with the same
-        random draws, so gradients are unchanged and memory no longer grows with every step.
+        Step k fires the cells whose uniform draw is below ``fire_rate``: one (B, 1, H, W) draw per step
+        from ``generator``, or ``noise[k]`` of a given (steps, B, 1, H, W) ``noise`` (an exported graph's
+        input). With ``checkpoint_steps`` > 0 and gradients enabled, only every ``checkpoint_steps``-th state
+        is kept for backpropagation; the steps in between are recomputed in the backward pass with the same
+        draws, so gradients are unchanged and memory no longer grows with every step.
         """
         formulation = self.formulation(state.device)
-        dense = formulation[0] in ("dense", REFERENCE_RULE)
-        x = state if dense else to_cells(state)
-        if checkpoint_steps <= 0 or not torch.is_grad_enabled():
-            x = self._advance(x, state.shape, steps, fire_rate, generator, formulation)
+        work = formulation.prepare(state)
+        if noise is not None or checkpoint_steps <= 0 or not torch.is_grad_enabled():
+            work = self._steps(work, state.shape, steps, fire_rate, generator, formulation, noise)
         else:
             for start in range(0, steps, checkpoint_steps):
-                x = self._checkpointed_steps(
-                    x, state.shape, min(checkpoint_steps, steps - start), fire_rate, generator, formulation
+                count = min(checkpoint_steps, steps - start)
+                work = self._checkpointed_steps(work, state.shape, count, fire_rate, generator, formulation)
+        return formulation.finish(work, state.shape)
+
+    def _steps(
+        self,
+        work: Tensor,
+        shape: torch.Size,
+        steps: int,
+        fire_rate: float,
+        generator: torch.Generator | None,
+        formulation: Formulation,
+        noise: Tensor | None = None,
+    ) -> Tensor:
+        """The step loop of every formulation: ``steps`` updates of its working tensor."""
+        weights = formulation.weights(self)
+        context = formulation.context(shape, work.device)
+        batch, _, height, width = shape
+        for step in range(steps):
+            if noise is None:
+                draw = torch.rand(
+                    (batch, 1, height, width), generator=generator, device=work.device, dtype=torch.float32
                 )
-        return x if dense else from_cells(x, state.shape)
+            else:
+                draw = noise[step]
+            work = formulation.update(work, weights, draw < fire_rate, context)
+        return work
 
     def _checkpointed_steps(
         self,
-        x: Tensor,
+        work: Tensor,
         shape: torch.Size,
         steps: int,
         fire_rate: float,
         generator: torch.Generator,
-        formulation: tuple[str, torch.dtype],
+        formulation: Formulation,
     ) -> Tensor:
         """``steps`` steps under activation checkpointing, replaying the generator's draws when recomputed."""
         start_state = generator.get_state()
@@ -286,13 +222,13 @@ class NCARule(nn.Module):
         def segment(start: Tensor) -> Tensor:
             local = torch.Generator(device=generator.device)
             local.set_state(start_state)
-            end = self._advance(start, shape, steps, fire_rate, local, formulation)
+            end = self._steps(start, shape, steps, fire_rate, local, formulation)
             end_state[:] = [local.get_state()]
             return end
 
-        x = checkpoint(segment, x, use_reentrant=False, preserve_rng_state=False)
+        work = checkpoint(segment, work, use_reentrant=False, preserve_rng_state=False)
         generator.set_state(end_state[0])
-        return x
+        return work
 
 
 def _check_rule_settings(
@@ -501,3 +437,29 @@ class SingleLevelNCA(nn.Module):
         generator = default_generator(images.device, generator)
         steps = training_steps(self.steps, self.min_steps, generator)
         return self.forward(images, generator, steps), labels
+
+
+def nca_rules(model: nn.Module) -> list[NCARule]:
+    """The NCA rules of a model (both levels of a Med-NCA), empty for any other model."""
+    return [module for module in model.modules() if isinstance(module, NCARule)]
+
+
+def resolved_formulations(model: nn.Module, device: torch.device) -> dict[str, dict[str, str]] | None:
+    """How an NCA computes on ``device``: ``{"training": ..., "inference": ...}``, each the formulation's
+    ``describe()``; None for a model without NCA rules."""
+    rules = nca_rules(model)
+    if not rules:
+        return None
+    rule = rules[0]
+    return {
+        "training": rule.formulation(device, training=True).describe(),
+        "inference": rule.formulation(device, training=False).describe(),
+    }
+
+
+def pin_formulation(model: nn.Module, facts: dict[str, str]) -> None:
+    """Pin the formulation ``facts`` describes (``Formulation.describe``) on every rule of ``model``;
+    ValueError if it is unknown."""
+    formulation = formulation_from_record(facts)
+    for rule in nca_rules(model):
+        rule.pin(formulation)

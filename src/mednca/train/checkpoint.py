@@ -20,10 +20,12 @@ from mednca.data.ranges import ranges_problem
 from mednca.errors import DataError
 from mednca.io import atomic_path
 from mednca.models import MODELS, build_model, size_multiple
+from mednca.models.nca import pin_formulation
 
 MODEL_FORMAT = 2
 """The model file format this version writes and the newest it reads. 1: files without ``format`` (before
-input ranges); 2: adds ``format`` and the training cases' ``input_ranges``."""
+input ranges); 2: adds ``format``, the training cases' ``input_ranges`` and, for an NCA, the ``formulation``
+it was trained to infer with (loading pins it, so a model computes the same way on every machine)."""
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -95,6 +97,11 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     model = _build_stored_model(path, payload["model"], in_channels, payload["arguments"])
     _check_fit(path, model, preprocessing)
     _load_weights(path, model, payload["state_dict"])
+    if "formulation" in payload:
+        try:
+            pin_formulation(model, payload["formulation"])
+        except ValueError as error:
+            raise DataError(f"{path}: damaged model file: {error}") from error
     return model.to(device).eval(), {**payload, "preprocessing": preprocessing}
 
 

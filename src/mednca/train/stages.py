@@ -19,6 +19,7 @@ from mednca.device import peak_memory_mb, resolve_device
 from mednca.errors import ConfigError, DataError
 from mednca.io import write_json
 from mednca.models import build_model, count_parameters
+from mednca.models.nca import resolved_formulations
 from mednca.models.registry import image_size_problem
 from mednca.train import checkpoint
 from mednca.train.data import choose_cases, load_training_slices, repeat_channels, split_case_ids
@@ -112,6 +113,7 @@ def train_stage(
         "session_seconds": time.perf_counter() - started,
         "peak_memory_mb": peak_memory_mb(device),
         "device": str(device),
+        "formulation": resolved_formulations(model, device),
         "settings": dataclasses.asdict(settings),
         "init_model": None if init_model is None else str(init_model),
         "commit": provenance.git_state(),
@@ -122,6 +124,8 @@ def train_stage(
     payload = checkpoint.model_payload(
         model_name, in_channels, arguments, model.cpu(), preprocessing.repeated(repeat), ranges
     )
+    if summary["formulation"] is not None:
+        payload["formulation"] = summary["formulation"]["inference"]
     publish_snapshots(out_dir / SNAPSHOTS_NAME, Path(snapshots_dir), payload)
     checkpoint.save(model_path, {**payload, "training": summary})
     write_json(summary_json, summary)
