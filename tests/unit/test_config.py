@@ -369,3 +369,26 @@ def test_mednca_config_command_prints_one_error_line(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert "config key 'transfer[0].source': 'nowhere' is not in 'datasets'" in lines[0]
     assert "Traceback" not in run.stderr
+
+
+def test_the_schema_names_the_studies_of_the_registry_with_their_ranges() -> None:
+    from mednca.studies import STUDIES, STUDY_NAMES
+
+    robustness = load_yaml(SCHEMA)["properties"]["robustness"]["properties"]
+    assert robustness["studies"]["items"]["enum"] == list(STUDY_NAMES)
+    assert robustness["studies"]["default"] == list(STUDY_NAMES)
+    levels = robustness["levels"]
+    assert levels["propertyNames"]["enum"] == list(STUDY_NAMES)
+    for name, study in STUDIES.items():
+        items = levels["properties"].get(name, levels["patternProperties"][""])["items"]
+        if study.positive:
+            assert items.get("exclusiveMinimum") == 0, name
+        else:
+            assert items.get("minimum") == study.minimum, name
+        assert items.get("maximum") == study.maximum, name
+        assert min(study.levels) >= study.minimum and (
+            study.maximum is None or max(study.levels) <= study.maximum
+        )
+        validate_config(
+            {**copy.deepcopy(PAPER), "robustness": {"levels": {name: list(study.levels)}}}, SCHEMA
+        )

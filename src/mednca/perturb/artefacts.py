@@ -29,15 +29,9 @@ import torch
 import torchio as tio
 from monai.transforms import GibbsNoise
 
-ARTEFACT_SEVERITIES: dict[str, list[float]] = {
-    "noise": [0.0, 0.025, 0.05, 0.1, 0.2],
-    "spike": [0.0, 0.5, 1.0, 2.0, 4.0],
-    "ghosting": [0.0, 0.3, 0.6, 1.0, 1.5],
-    "bias_field": [0.0, 0.2, 0.4, 0.6, 0.8],
-    "motion": [0.0, 0.1, 0.2, 0.4, 0.6],
-    "anisotropy": [1.0, 2.0, 3.0, 4.0, 6.0],
-    "gibbs": [0.0, 0.3, 0.5, 0.7, 0.9],
-}
+from mednca.studies import ARTEFACT_STUDIES, STUDIES
+
+ARTEFACT_SEVERITIES: dict[str, list[float]] = {name: list(STUDIES[name].levels) for name in ARTEFACT_STUDIES}
 ARTEFACT_KINDS: tuple[str, ...] = tuple(ARTEFACT_SEVERITIES)
 
 NUM_SPIKES = 1

@@ -34,9 +34,8 @@ from mednca.evaluate.quality import failure_detection, nqm_threshold, quality_po
 from mednca.io import atomic_path, read_json, write_csv, write_json
 from mednca.models import min_side, size_multiple
 from mednca.perturb.geometry import scaled_size
-from mednca.perturb.studies import SCALE_STUDIES, Perturbation, perturb_case, study_perturbations
-
-GEOMETRIC_STUDIES = {"shift", *SCALE_STUDIES}
+from mednca.perturb.studies import Perturbation, perturb_case, study_perturbations
+from mednca.studies import GEOMETRIC_STUDIES
 
 log = logging.getLogger(__name__)
 

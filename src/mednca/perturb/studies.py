@@ -17,18 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from mednca.perturb.artefacts import ARTEFACT_SEVERITIES, apply_artefact, draw_artefact_params
+from mednca.perturb.artefacts import apply_artefact, draw_artefact_params
 from mednca.perturb.geometry import draw_shift_params, scale, shift_pixels, translate
+from mednca.studies import STUDIES as REGISTRY
+from mednca.studies import STUDY_NAMES
 
-SHIFT_LEVELS: list[float] = [0.0, 0.05, 0.1, 0.2, 0.3]
-SCALE_LEVELS: list[float] = [1.0, 0.5, 0.75, 1.5, 2.0]
-DEFAULT_LEVELS: dict[str, list[float]] = {
-    "shift": SHIFT_LEVELS,
-    "scale_resize": SCALE_LEVELS,
-    "scale_fixed": SCALE_LEVELS,
-    **ARTEFACT_SEVERITIES,
-}
-STUDIES: tuple[str, ...] = tuple(DEFAULT_LEVELS)
+DEFAULT_LEVELS: dict[str, list[float]] = {name: list(study.levels) for name, study in REGISTRY.items()}
+STUDIES: tuple[str, ...] = STUDY_NAMES
 SCALE_STUDIES = {"scale_resize": "resize", "scale_fixed": "fixed"}
 SEED_BYTES = 8
 
@@ -77,8 +72,7 @@ def identity_value(study: str) -> float:
 def study_levels(study: str, levels: list[float] | None = None) -> list[float]:
     """Levels of ``study``: ``levels`` if given (the first must be the identity value), else the defaults.
 
-    Defaults: shift fractions [0, 0.05, 0.1, 0.2, 0.3]; zoom factors [1.0, 0.5, 0.75, 1.5, 2.0] for both
-    scale protocols; artefacts from ``ARTEFACT_SEVERITIES``.
+    The defaults are the registry's (``mednca.studies.STUDIES``).
     """
     identity = identity_value(study)
     chosen = [float(value) for value in (DEFAULT_LEVELS[study] if levels is None else levels)]

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
 from mednca.names import MODEL_NAMES, display_name
+from mednca.studies import STUDIES
 
 DPI = 100
 MAX_WIDTH = 12.0
@@ -42,14 +43,8 @@ MASK_ALPHA = 0.4
 CLEAN_COLOUR = sns.color_palette("colorblind")[2]
 PERTURBED_COLOUR = sns.color_palette("colorblind")[3]
 DATASET_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-LOG2_STUDIES = frozenset({"scale_resize", "scale_fixed", "anisotropy"})
-STUDY_X_LABELS = {
-    "shift": "shift fraction",
-    "scale_resize": "zoom factor",
-    "scale_fixed": "zoom factor",
-    "noise": "noise std",
-    "anisotropy": "downsampling factor",
-}
+LOG2_STUDIES = frozenset(name for name, study in STUDIES.items() if study.log_axis)
+STUDY_X_LABELS = {name: study.axis_label for name, study in STUDIES.items()}
 SEED_DASHES: tuple[tuple[float, ...], ...] = ((), (4, 1.5), (1, 1), (3, 1.25, 1.5, 1.25), (5, 1, 1, 1))
 MAX_STUDY_COLUMNS = 5
 MAX_SNAPSHOTS_PER_ROW = 10

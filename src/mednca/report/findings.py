@@ -31,10 +31,10 @@ from mednca.report.statistics import (
     seed_difference,
     verdict,
 )
+from mednca.studies import ARTEFACT_STUDIES
 
 SLIGHT_DROP = 0.05
 """The largest mean Dice drop this report calls "slight degradation"."""
-ARTEFACT_STUDIES = ("noise", "spike", "ghosting", "bias_field", "motion", "anisotropy", "gibbs")
 
 
 def _signed(value: float) -> str:
