@@ -1,4 +1,5 @@
-"""Rule learning_curve: test Dice and HD95 of a run's snapshots and trained model."""
+"""Rules learning_curve and validation_curve: Dice and HD95 of a run's snapshots and trained model on the
+test or validation split."""
 
 import torch
 
@@ -17,6 +18,7 @@ run_logged(
         seed=int(snakemake.wildcards.seed),
         device_name=snakemake.config["device"],
         batch_size=snakemake.params.batch_size,
+        split=snakemake.params.split,
     ),
     snakemake.log[0],
 )

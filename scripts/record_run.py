@@ -31,6 +31,7 @@ def write():
         validation_summary=optional("validation"),
         quality_json=optional("quality"),
         learning_curve_csv=optional("learning_curve"),
+        validation_curve_csv=optional("validation_curve"),
         robustness_tables=dict(zip(snakemake.params.studies, inputs.get("robustness", []), strict=False)),
         train_log_csv=optional("history"),
     )

@@ -214,8 +214,11 @@ def nqm_table(records: list[Record]) -> list[str]:
     return _table([*header, "successes flagged"], rows) if rows else []
 
 
-def learning_curve_table(records: list[Record]) -> list[str]:
-    """Test Dice of each snapshot of each run (descriptive: nothing is chosen from it)."""
+def learning_curve_table(
+    records: list[Record], key: str = "learning_curve", split: str = "test"
+) -> list[str]:
+    """Dice on ``split`` of each snapshot of each run: the test curve (``learning_curve``, descriptive) or the
+    validation curve (``validation_curve``, on which a training length is judged)."""
     rows = [
         [
             record.label,
@@ -224,9 +227,9 @@ def learning_curve_table(records: list[Record]) -> list[str]:
             _number(point["dice_mean"]),
         ]
         for record in records
-        for point in record.data.get("learning_curve") or []
+        for point in record.data.get(key) or []
     ]
-    return _table(["run", "epoch", "training (min)", "test Dice"], rows) if rows else []
+    return _table(["run", "epoch", "training (min)", f"{split} Dice"], rows) if rows else []
 
 
 def robustness_table(records: list[Record]) -> list[str]:
@@ -370,6 +373,10 @@ def render_results(records: list[Record], superseded: Path | None = None) -> str
         for title, table in (
             ("Provenance", provenance_table(runs)),
             ("NQM as a failure detector (threshold fitted on validation, judged on test)", nqm_table(runs)),
+            (
+                "Learning curves (validation split: the training length is judged on them)",
+                learning_curve_table(runs, "validation_curve", "validation"),
+            ),
             ("Learning curves (test split, descriptive: nothing chosen)", learning_curve_table(runs)),
             ("Robustness (test split)", robustness_table(runs)),
             (

@@ -113,6 +113,7 @@ def run_record(
     validation_summary: Path | None = None,
     quality_json: Path | None = None,
     learning_curve_csv: Path | None = None,
+    validation_curve_csv: Path | None = None,
     robustness_tables: Mapping[str, Path] | None = None,
     train_log_csv: Path | None = None,
 ) -> dict[str, Any]:
@@ -146,6 +147,8 @@ def run_record(
         record["nqm"] = read_json(Path(quality_json), "NQM failure detection")
     if learning_curve_csv is not None:
         record["learning_curve"] = _learning_curve(Path(learning_curve_csv))
+    if validation_curve_csv is not None:
+        record["validation_curve"] = _learning_curve(Path(validation_curve_csv))
     if robustness_tables:
         record["robustness"] = _robustness(robustness_tables)
     return record

@@ -247,6 +247,18 @@ def learning_curve_outputs():
     return per_run([run_output("metrics", "learning_curve.csv")])
 
 
+def validation_curve_outputs():
+    """The validation learning curve of every run whose dataset has a validation split."""
+    return per_run([run_output("metrics", f"{VALIDATION}/learning_curve.csv")], validated_only=True)
+
+
+def validation_curve(wildcards):
+    """The run's validation learning curve, if its dataset has a validation split."""
+    if has_validation(wildcards.dataset):
+        return [run_output("metrics", f"{VALIDATION}/learning_curve.csv").format(**wildcards)]
+    return []
+
+
 def studies_run():
     """Whether the configuration asks for any robustness study (the robustness rule runs only then)."""
     return bool(config["robustness"]["studies"])
@@ -296,6 +308,7 @@ def result_outputs():
         data_outputs()
         + evaluation_outputs()
         + learning_curve_outputs()
+        + validation_curve_outputs()
         + robustness_outputs()
         + trajectory_outputs()
     )

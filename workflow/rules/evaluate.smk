@@ -60,10 +60,24 @@ rule learning_curve:
         model=r"[A-Za-z0-9_]+",
     params:
         batch_size=config["evaluation"]["batch_size"],
+        split="test",
     conda:
         TORCH_ENV
     script:
         "../../scripts/learning_curve.py"
+
+
+# The same curve on the validation split: what the training length (and time to accuracy) is judged on.
+use rule learning_curve as validation_curve with:
+    output:
+        run_output("metrics", f"{VALIDATION}/learning_curve.csv"),
+    log:
+        run_log("validation_curve"),
+    benchmark:
+        run_benchmark("validation_curve")
+    params:
+        batch_size=config["evaluation"]["batch_size"],
+        split=VALIDATION,
 
 
 rule nca_trajectory:

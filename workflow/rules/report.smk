@@ -75,6 +75,7 @@ use rule write_model_card as record_run with:
         validation=validation_summary,
         quality=lambda wildcards: robustness_quality(wildcards),
         learning_curve=run_output("metrics", "learning_curve.csv"),
+        validation_curve=validation_curve,
         robustness=lambda wildcards: robustness_inputs(wildcards),
         code=code("record_run.py"),
     output:

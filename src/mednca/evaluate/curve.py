@@ -1,4 +1,5 @@
-"""The learning curve of one trained model: test Dice and HD95 of its snapshots and of the final model.
+"""The learning curve of one trained model: Dice and HD95 of its snapshots and of the final model on the
+test split (description) or the validation split (what the training length is judged on).
 
 Each point is a model file with its place in training (epoch, optimiser steps, training seconds so far):
 the snapshots the training stage wrote every ``snapshot_every`` epochs, then the trained model itself. Every
@@ -77,15 +78,17 @@ def learning_curve_stage(
     seed: int,
     device_name: str,
     batch_size: int,
+    split: str = "test",
 ) -> pd.DataFrame:
-    """Score every point of a run's learning curve on the test split; write and return ``CURVE_COLUMNS``."""
+    """Score every point of a run's learning curve on ``split`` (test or validation); write and return
+    ``CURVE_COLUMNS``."""
     check_output(Path(curve_csv), [model_path, manifest_csv, cases_csv, source_json])
     points = curve_points(Path(model_path), Path(snapshots_dir))
     rows = []
     with tqdm(total=len(points), desc="learning curve", unit="model") as bar:
         for point in points:
             segmenter = load_segmenter(point.path, device_name, 1, batch_size)
-            cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter)
+            cases = held_out_cases(manifest_csv, cases_csv, source_json, segmenter, split)
             per_case = pd.DataFrame([scored.row for scored in score_cases(segmenter, cases, seed)])
             summary = summarise(per_case)
             rows.append(
@@ -97,8 +100,8 @@ def learning_curve_stage(
                 }
             )
             log.info(
-                "epoch %d (%.0f s of training): Dice %.3f over %d test cases",
-                point.epoch, point.train_seconds, summary["dice_mean"], summary["cases"],
+                "epoch %d (%.0f s of training): Dice %.3f over %d %s cases",
+                point.epoch, point.train_seconds, summary["dice_mean"], summary["cases"], split,
             )  # fmt: skip
             bar.update()
     curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
