@@ -12,6 +12,11 @@ render`` writes the ablation table of ``docs/results.md``.
     python benchmarks/recipe_ablation.py --data-dir DATA --out results/ablation
     python benchmarks/recipe_ablation.py --data-dir DATA --out results/ablation --variants paper,ema --seeds 0
     python benchmarks/recipe_ablation.py --out results/ablation --table-only   # the table of the records
+
+``--spec FILE`` runs another set of variants the same way (records under ``records/<FILE's stem>``), e.g.
+``benchmarks/time_to_accuracy.yaml``, whose runs write snapshots: each snapshot is then scored on the
+validation split too, and the record keeps that validation learning curve (minutes of training against
+validation Dice).
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ from mednca.records import config_hash, run_record
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS_FILE = Path(__file__).with_suffix(".yaml")
 CONFIG_FILE = ROOT / "config" / "hippocampus_cpu.yaml"
-RECORDS = ROOT / "records" / "recipe_ablation"
 DATASET, MODEL = "hippocampus", "med_nca"
 
 
@@ -52,7 +56,7 @@ def merged(base: dict, changes: dict) -> dict:
 def variant_settings(spec: dict, name: str) -> dict:
     """The Med-NCA settings block (architecture, training) of one variant."""
     if name not in spec["variants"]:
-        raise SystemExit(f"unknown variant '{name}'; {VARIANTS_FILE.name} has {', '.join(spec['variants'])}")
+        raise SystemExit(f"unknown variant '{name}'; the variants are {', '.join(spec['variants'])}")
     return merged(spec["base"], spec["variants"][name] or {})
 
 
@@ -65,10 +69,13 @@ def run_paths(out: Path, variant: str, seed: int) -> dict[str, Path]:
         "summary": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "validation" / "summary.json",
         "training": folder / "models" / DATASET / MODEL / f"seed{seed}" / "training.json",
         "manifest": folder / "data" / DATASET / "manifest.csv",
+        "curve": folder / "metrics" / DATASET / MODEL / f"seed{seed}" / "validation" / "learning_curve.csv",
     }
 
 
-def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: int, cores: int) -> bool:
+def run_variant(
+    out: Path, data_dir: Path, overlay: dict, variant: str, seed: int, cores: int, curve: bool
+) -> bool:
     """Train and evaluate one (variant, seed) with the config ``overlay``; False (and a line) if it failed."""
     paths = run_paths(out, variant, seed)
     paths["folder"].mkdir(parents=True, exist_ok=True)
@@ -77,7 +84,7 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
         sys.executable, "-m", "snakemake", "--cores", str(cores), "--directory", str(ROOT),
         "--configfile", str(CONFIG_FILE), str(paths["overlay"]),
         "--config", f"data_dir={data_dir}", f"results_dir={paths['folder']}", f"models=[{MODEL}]",
-        "--", str(paths["summary"]),
+        "--", str(paths["summary"]), *([str(paths["curve"])] if curve else []),
     ]  # fmt: skip
     started = time.perf_counter()
     print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}: training, scoring on validation", flush=True)
@@ -92,7 +99,7 @@ def run_variant(out: Path, data_dir: Path, overlay: dict, variant: str, seed: in
     return True
 
 
-def write_record(out: Path, records: Path, variant: str, seed: int) -> Path | None:
+def write_record(out: Path, records: Path, variant: str, seed: int, spec_file: Path) -> Path | None:
     """The record of a finished run (None if it has no validation summary yet), labelled with its variant."""
     paths = run_paths(out, variant, seed)
     if not paths["summary"].exists():
@@ -105,9 +112,11 @@ def write_record(out: Path, records: Path, variant: str, seed: int) -> Path | No
         training_json=paths["training"],
         manifest_csv=paths["manifest"],
         settings={"model": config["model_settings"][MODEL], "evaluation": config["evaluation"]},
-        config_files=["config/hippocampus_cpu.yaml", f"benchmarks/{VARIANTS_FILE.name} ({variant})"],
+        config_files=["config/hippocampus_cpu.yaml", f"benchmarks/{spec_file.name} ({variant})"],
         config_sha256=config_hash(config),
         validation_summary=paths["summary"],
+        validation_curve_csv=paths["curve"] if paths["curve"].exists() else None,
+        train_log_csv=paths["training"].with_name("train_log.csv"),
     )
     target = records / variant / f"seed{seed}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +138,12 @@ def main() -> int:
     parser.add_argument("--variants", help="comma-separated variant names (default: all in the YAML file)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds (default 0,1)")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--records", type=Path, default=RECORDS, help="folder for the runs' records")
+    parser.add_argument("--spec", type=Path, default=VARIANTS_FILE, help="the variants file (YAML)")
+    parser.add_argument("--records", type=Path, help="folder for the runs' records (default records/<spec>)")
     parser.add_argument("--table-only", action="store_true", help="only tabulate the records")
     args = parser.parse_args()
-    spec = yaml.safe_load(VARIANTS_FILE.read_text())
+    spec = yaml.safe_load(args.spec.read_text())
+    records = args.records or ROOT / "records" / args.spec.stem
     variants = args.variants.split(",") if args.variants else list(spec["variants"])
     seeds = [int(seed) for seed in args.seeds.split(",")]
     overlays = {
@@ -147,9 +158,12 @@ def main() -> int:
             for variant in variants:
                 if not run_paths(args.out, variant, seed)["summary"].exists():
                     data_dir = args.data_dir.resolve()
-                    run_variant(args.out, data_dir, overlays[variant], variant, seed, args.cores)
-                write_record(args.out, args.records, variant, seed)
-    print_table(args.records)
+                    curve = (
+                        overlays[variant]["model_settings"][MODEL]["training"].get("snapshot_every", 0) > 0
+                    )
+                    run_variant(args.out, data_dir, overlays[variant], variant, seed, args.cores, curve)
+                write_record(args.out, records, variant, seed, args.spec)
+    print_table(records)
     return 0
 
 

@@ -311,6 +311,54 @@ def ablation_table(records: list[Record]) -> list[str]:
     return [*lines, "", verdict]
 
 
+TIME_TO_ACCURACY_TARGETS = (0.87, 0.88)
+"""Validation Dice levels whose first crossing the time-to-accuracy table reports."""
+
+
+def minutes_to(curve: list[dict[str, Any]], target: float) -> float | None:
+    """Training minutes of the first point of a validation curve at or above ``target`` Dice, or None."""
+    for point in curve:
+        if point["dice_mean"] is not None and point["dice_mean"] >= target:
+            return point["train_seconds"] / 60
+    return None
+
+
+def time_to_accuracy_table(records: list[Record]) -> list[str]:
+    """Per variant and seed with a validation learning curve: minutes of training until the curve first
+    reaches each target Dice, the final validation Dice, the total and the median epoch's time, the CPU."""
+    rows = []
+    for record in sorted(records, key=lambda r: (r.data["label"], r.data["run"]["seed"])):
+        curve = record.data.get("validation_curve") or []
+        if not curve:
+            continue
+        training = record.data["training"]
+        reached = [minutes_to(curve, target) for target in TIME_TO_ACCURACY_TARGETS]
+        rows.append(
+            [
+                record.data["label"],
+                str(record.data["run"]["seed"]),
+                *("not reached" if minutes is None else _number(minutes, 1) for minutes in reached),
+                _number(curve[-1]["dice_mean"]),
+                _number(training["train_seconds"] / 60, 1),
+                _number(training.get("epoch_seconds_median"), 0),
+                _cpu(record),
+            ]
+        )
+    if not rows:
+        return []
+    targets = [f"min to validation Dice {target:g}" for target in TIME_TO_ACCURACY_TARGETS]
+    header = [
+        "variant",
+        "seed",
+        *targets,
+        "final validation Dice",
+        "training (min)",
+        "median epoch (s)",
+        "CPU",
+    ]
+    return _table(header, rows)
+
+
 def superseded_ablation_table(path: Path) -> list[str]:
     """The first ablation's table (test split, superseded): per variant, seeds and mean test Dice."""
     if not Path(path).exists():
@@ -386,15 +434,20 @@ def render_results(records: list[Record], superseded: Path | None = None) -> str
         ):
             if table:
                 lines += ["", f"### {title}", "", *table]
-    if ablation:
+    for collection in sorted({record.collection for record in ablation}):
+        variants = [record for record in ablation if record.collection == collection]
+        title = "Recipe ablation" if collection == "recipe_ablation" else f"Variants: {collection}"
         lines += [
             "",
-            "## Recipe ablation (validation split)",
+            f"## {title} (validation split)",
             "",
             *textwrap.wrap(ABLATION_INTRODUCTION, 110),
             "",
-            *ablation_table(ablation),
+            *ablation_table(variants),
         ]
+        timed = time_to_accuracy_table(variants)
+        if timed:
+            lines += ["", "### Time to accuracy (validation learning curves)", "", *timed]
     old = superseded_ablation_table(superseded) if superseded is not None else []
     if old:
         lines += ["", "## Superseded: the first recipe ablation, scored on the test split", "", *old]

@@ -221,3 +221,15 @@ def test_a_damaged_record_is_named(tmp_path: Path) -> None:
 def test_the_committed_documents_are_their_rendering_from_the_committed_records() -> None:
     stale = documents.stale_documents(ROOT)
     assert not stale, f"{stale}: run `mednca records render` and commit the result"
+
+
+def test_time_to_accuracy_is_read_from_validation_curves(run_files: dict[str, Path]) -> None:
+    record = {**_record(run_files), "label": "steps_32"}
+    record["validation_curve"] = [
+        {"epoch": 8, "train_seconds": 600.0, "dice_mean": 0.86},
+        {"epoch": 16, "train_seconds": 1200.0, "dice_mean": 0.875},
+        {"epoch": 24, "train_seconds": 1800.0, "dice_mean": 0.879},
+    ]
+    table = "\n".join(documents.time_to_accuracy_table([documents.Record("fast", Path("x.json"), record)]))
+    assert "| steps_32 | 0 | 20.0 | not reached | 0.879 |" in table
+    assert documents.minutes_to(record["validation_curve"], 0.86) == 10.0
