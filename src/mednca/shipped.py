@@ -118,6 +118,9 @@ def ship_model(
     }
     if "input_ranges" not in payload:
         payload["input_ranges"] = ranges_from_data(Path(data_dir), record)
+    if "formulation" not in payload:
+        payload["formulation"] = trained_formulation(payload)
+    payload["format"] = checkpoint.MODEL_FORMAT
     target = Path(folder or SHIPPED_DIR) / name
     target.mkdir(parents=True, exist_ok=True)
     checkpoint.save(target / "model.pt", payload)
@@ -145,3 +148,18 @@ def ranges_from_data(data_dir: Path, record: dict[str, Any]) -> dict[str, list[l
     root = dataset_folder(data_dir / "source.json")
     volumes = (load_case(case_from_record(row, root)) for _, row in train.iterrows())
     return training_ranges([CaseProfile.of(volume.image, volume.affine) for volume in volumes])
+
+
+def trained_formulation(payload: dict[str, Any]) -> dict[str, str]:
+    """The inference formulation of a model file written before files recorded it: what its architecture's
+    cell rule and precision resolve to on the device it was trained on."""
+    import torch
+
+    from mednca.models.formulations import resolve_formulation
+
+    arguments = payload["arguments"]
+    device = torch.device(str((payload.get("training") or {}).get("device", "cpu")).split(":")[0])
+    formulation = resolve_formulation(
+        arguments.get("cell_rule", "auto"), arguments.get("precision", "fp32"), device, training=False
+    )
+    return formulation.describe()

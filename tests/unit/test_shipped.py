@@ -55,11 +55,15 @@ def test_a_model_without_input_ranges_gets_them_from_its_training_cases(
     model = _run(prepared_phantom, run, "med_nca", arguments)
     recorded = checkpoint.load(model)
     old = run / "old.pt"
-    checkpoint.save(old, {key: value for key, value in recorded.items() if key != "input_ranges"})
+    older_keys = ("input_ranges", "formulation", "format")  # a model file of format 1
+    checkpoint.save(old, {key: value for key, value in recorded.items() if key not in older_keys})
     target = shipped.ship_model(
         old, run / "record.json", run / "model_card.md", "old", prepared_phantom, tmp_path
     )
-    assert checkpoint.load(target / "model.pt")["input_ranges"] == recorded["input_ranges"]
+    shipped_payload = checkpoint.load(target / "model.pt")
+    assert shipped_payload["input_ranges"] == recorded["input_ranges"]
+    assert shipped_payload["formulation"] == recorded["formulation"]
+    assert shipped_payload["format"] == checkpoint.MODEL_FORMAT
     record = json.loads((run / "record.json").read_text())
     record["training"]["train_cases_sha256"] = "another list"
     (run / "record.json").write_text(json.dumps(record))
