@@ -29,6 +29,8 @@ BENCHMARKS = "benchmarks"
 """The folder under ``records/`` of benchmark records (``records/benchmarks/<name>/<cpu>.json``), which are
 not run records."""
 EDGE_START, EDGE_END = "<!-- edge-table:start -->", "<!-- edge-table:end -->"
+PROFILE_START, PROFILE_END = "<!-- profile-table:start -->", "<!-- profile-table:end -->"
+PHASES, STAGES = ("draws", "gathers", "products", "other"), ("forward", "backward")
 EDGE_TARGETS = {"volume_seconds": 1.0, "onnxruntime_mb": 300.0}
 """The edge profile's targets: a hippocampus volume in at most 1 s at one thread, at most 300 MB peak
 memory with ONNX Runtime."""
@@ -540,6 +542,34 @@ def edge_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def profile_table(records: list[dict[str, Any]]) -> str:
+    """Seconds of one training iteration per phase, forward and backward, one row per record."""
+    if not records:
+        return "No iteration profile has been recorded yet: run `python benchmarks/iteration_profile.py`.\n"
+    rows = []
+    for record in records:
+        arguments, machine = record["arguments"], record["machine"]
+        training = record["formulation"]["training"]
+        phases = record["phases"]
+        cells = [
+            f"{phases.get(stage, {}).get(phase, 0.0):.3f}"
+            for stage in ("forward", "backward")
+            for phase in PHASES
+        ]
+        rows.append(
+            [
+                f"{machine['cpu']} ({', '.join(machine['isa']) or 'no AVX'}), {machine['threads']} threads",
+                f"{training['cell_rule']} {training['dtype']}, batch {record['batch']}, "
+                f"{arguments['steps']} steps",
+                *cells,
+                f"{record['wall_seconds']:.3f}",
+                _commit(record["commit"]),
+            ]
+        )
+    header = ["CPU", "formulation", *(f"{stage} {phase}" for stage in ("fwd", "bwd") for phase in PHASES)]
+    return "\n".join(_table([*header, "iteration (s)", "commit"], rows)) + "\n"
+
+
 def _edge_verdict(rows: list[dict[str, Any]]) -> str:
     """Whether the fastest one-thread volume latency and ONNX Runtime's peak memory meet the targets."""
     volume = [row for row in rows if row["workload"] == "volume" and row["threads"] == 1]
@@ -567,10 +597,12 @@ def render_documents(root: Path) -> dict[Path, str]:
     readme = (root / README).read_text()
     performance = (root / PERFORMANCE_DOC).read_text()
     edge = edge_table(benchmark_records(root / RECORDS_DIR, "edge"))
+    performance = between_markers(performance, edge, EDGE_START, EDGE_END, PERFORMANCE_DOC)
+    profile = profile_table(benchmark_records(root / RECORDS_DIR, "iteration_profile"))
     return {
         RESULTS_DOC: render_results(records, root / SUPERSEDED_ABLATION),
         README: with_summary_table(readme, summary_table(records)),
-        PERFORMANCE_DOC: between_markers(performance, edge, EDGE_START, EDGE_END, PERFORMANCE_DOC),
+        PERFORMANCE_DOC: between_markers(performance, profile, PROFILE_START, PROFILE_END, PERFORMANCE_DOC),
     }
 
 

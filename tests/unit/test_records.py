@@ -139,7 +139,9 @@ def _commit_records(root: Path, files: dict[str, Path]) -> None:
         path.write_text(json.dumps(ablation))
     (root / "README.md").write_text(f"# x\n\n{documents.TABLE_START}\nold\n{documents.TABLE_END}\n\nend\n")
     (root / "docs").mkdir()
-    (root / "docs" / "performance.md").write_text(f"# p\n{documents.EDGE_START}\n{documents.EDGE_END}\n")
+    (root / "docs" / "performance.md").write_text(
+        f"# p\n{documents.EDGE_START}\n{documents.EDGE_END}\n{documents.PROFILE_START}\n{documents.PROFILE_END}\n"
+    )
     edge = root / "records" / "benchmarks" / "edge" / "test-cpu.json"
     edge.parent.mkdir(parents=True)
     rows = [
