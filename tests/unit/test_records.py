@@ -139,9 +139,8 @@ def _commit_records(root: Path, files: dict[str, Path]) -> None:
         path.write_text(json.dumps(ablation))
     (root / "README.md").write_text(f"# x\n\n{documents.TABLE_START}\nold\n{documents.TABLE_END}\n\nend\n")
     (root / "docs").mkdir()
-    (root / "docs" / "performance.md").write_text(
-        f"# p\n{documents.EDGE_START}\n{documents.EDGE_END}\n{documents.PROFILE_START}\n{documents.PROFILE_END}\n"
-    )
+    markers = (documents.EDGE_START, documents.EDGE_END, documents.PROFILE_START, documents.PROFILE_END)
+    (root / "docs" / "performance.md").write_text("# p\n" + "\n".join(markers) + "\n")
     edge = root / "records" / "benchmarks" / "edge" / "test-cpu.json"
     edge.parent.mkdir(parents=True)
     rows = [
