@@ -11,8 +11,8 @@ the latency and its peak resident set size (what the process needed, imports inc
   (that code's own ``BackboneNCA`` classes in the original two-level scheme, ``benchmarks/m3dnca.py``, with
   the same architecture and untrained weights: the cost of inference does not depend on the weights).
 - workloads: ``volume``, one hippocampus volume (``--volume``) preprocessed as the model's preprocessing makes
-  it (its slices, one batch, one stochastic run: ``mednca predict --runs 1``), and ``slice320``, one 320x320
-  slice (the prostate size of the paper).
+  it (its slices in batches of ``--batch``, default 8, one stochastic run: ``mednca predict --runs 1``), and
+  ``slice320``, one 320x320 slice (the prostate size of the paper).
 
 A latency is one inference of the network including its fire-mask draws and the sigmoid; preprocessing
 (reading and resizing the volume, milliseconds) is done once before. The record (CPU, commit, versions, each
@@ -69,8 +69,9 @@ def _timed(work, repeats: int) -> list[float]:
     return seconds
 
 
-def pytorch_work(folder: Path, workload: str, threads: int):
-    """The library's model file, run as ``mednca predict`` runs it (one stochastic run)."""
+def pytorch_work(folder: Path, workload: str, threads: int, batch: int):
+    """The library's model file, run as ``mednca predict`` runs it (one stochastic run, ``batch`` slices
+    per forward pass)."""
     import torch
 
     from mednca.evaluate.inference import predict_slices
@@ -80,11 +81,12 @@ def pytorch_work(folder: Path, workload: str, threads: int):
     model, _ = load_model(folder / "model.pt")
     images = np.load(folder / f"{workload}.npy")
     generator = torch.Generator().manual_seed(0)
-    return lambda: predict_slices(model, images, torch.device("cpu"), generator, 1, len(images))
+    return lambda: predict_slices(model, images, torch.device("cpu"), generator, 1, batch)
 
 
-def onnxruntime_work(folder: Path, workload: str, threads: int):
-    """The exported graph in ONNX Runtime, its noise drawn with NumPy; no PyTorch is imported."""
+def onnxruntime_work(folder: Path, workload: str, threads: int, batch: int):
+    """The exported graph in ONNX Runtime, ``batch`` slices per run, its noise drawn with NumPy; no PyTorch
+    is imported."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -95,25 +97,29 @@ def onnxruntime_work(folder: Path, workload: str, threads: int):
     metadata = json.loads(session.get_modelmeta().custom_metadata_map["mednca"])
     steps, downscale = metadata["arguments"]["steps"], metadata["arguments"]["downscale"]
     images = np.load(folder / f"{workload}.npy")
-    batch, _, height, width = images.shape
-    shapes = {
-        "noise1": (steps, batch, 1, height // downscale, width // downscale),
-        "noise2": (steps, batch, 1, height, width),
-    }
+    _, _, height, width = images.shape
     rng = np.random.default_rng(0)
 
-    def work() -> np.ndarray:
-        feeds = {"images": images} | {
-            name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()
+    def noise(count: int) -> dict[str, np.ndarray]:
+        shapes = {
+            "noise1": (steps, count, 1, height // downscale, width // downscale),
+            "noise2": (steps, count, 1, height, width),
         }
-        logits = session.run(["logits"], feeds)[0]
-        return 1 / (1 + np.exp(-logits))
+        return {name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()}
+
+    def work() -> list[np.ndarray]:
+        outputs = []
+        for start in range(0, len(images), batch):
+            part = images[start : start + batch]
+            logits = session.run(["logits"], {"images": part} | noise(len(part)))[0]
+            outputs.append(1 / (1 + np.exp(-logits)))
+        return outputs
 
     return work
 
 
-def original_work(folder: Path, workload: str, threads: int, checkout: Path):
-    """The original code's classes, same architecture, the whole batch in one forward pass."""
+def original_work(folder: Path, workload: str, threads: int, batch: int, checkout: Path):
+    """The original code's classes, same architecture, ``batch`` slices per forward pass."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -122,26 +128,27 @@ def original_work(folder: Path, workload: str, threads: int, checkout: Path):
     torch.set_num_threads(threads)
     arguments = json.loads((folder / "arguments.json").read_text())
     images = torch.from_numpy(np.load(folder / f"{workload}.npy"))
-    work, _ = m3dnca.inference_work(checkout, arguments["channels"], images, arguments["steps"], len(images))
+    work, _ = m3dnca.inference_work(checkout, arguments["channels"], images, arguments["steps"], batch)
     return work
 
 
 def worker(
-    runtime: str, workload: str, threads: int, folder: Path, repeats: int, checkout: Path | None
+    runtime: str, workload: str, threads: int, folder: Path, repeats: int, batch: int, checkout: Path | None
 ) -> dict:
     """One measurement in this (fresh) process."""
     if runtime == "pytorch":
-        work = pytorch_work(folder, workload, threads)
+        work = pytorch_work(folder, workload, threads, batch)
     elif runtime == "onnxruntime":
-        work = onnxruntime_work(folder, workload, threads)
+        work = onnxruntime_work(folder, workload, threads, batch)
     else:
-        work = original_work(folder, workload, threads, checkout)
+        work = original_work(folder, workload, threads, batch, checkout)
     seconds = _timed(work, repeats)
     return {
         "runtime": runtime,
         "workload": workload,
         "threads": threads,
         "repeats": repeats,
+        "batch": batch,
         "median_s": float(np.median(seconds)),
         "p90_s": float(np.percentile(seconds, 90)),
         "peak_rss_mb": peak_rss_mb(),
@@ -188,7 +195,7 @@ def prepare(folder: Path, model: str, volume: Path) -> dict:
 def measure(args: argparse.Namespace, folder: Path, runtime: str, workload: str, threads: int) -> dict:
     """Run one measurement in a fresh process with ``threads`` threads everywhere."""
     command = [sys.executable, __file__, "--worker", runtime, workload, str(threads), str(folder)]
-    command += ["--repeats", str(args.repeats)]
+    command += ["--repeats", str(args.repeats), "--batch", str(args.batch)]
     command += ["--original", str(args.original)] if args.original else []
     environment = os.environ | dict.fromkeys(THREAD_VARIABLES, str(threads))
     finished = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
@@ -210,6 +217,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument(
+        "--batch", type=int, default=8, help="slices per forward pass (default 8: memory of a small device)"
+    )
+    parser.add_argument(
         "--out", type=Path, help="the record's file (default records/benchmarks/edge/<cpu>.json)"
     )
     parser.add_argument(
@@ -218,7 +228,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         runtime, workload, threads, folder = args.worker
-        print(json.dumps(worker(runtime, workload, int(threads), Path(folder), args.repeats, args.original)))
+        result = worker(
+            runtime, workload, int(threads), Path(folder), args.repeats, args.batch, args.original
+        )
+        print(json.dumps(result))
         return 0
     if args.volume is None:
         parser.error("--volume is required")

@@ -519,7 +519,8 @@ def edge_table(records: list[dict[str, Any]]) -> str:
             f"{versions.get('onnxruntime')}. Model: {record['model']} ({record['parameters']:,} parameters, "
             f"{record['model_bytes'] / 1024:.0f} kB; ONNX {record['onnx_bytes'] / 1024:.0f} kB); volume: "
             f"{volume['file']} ({'x'.join(map(str, volume['shape']))} voxels, {slices[0]} slices of "
-            f"{slices[2]}x{slices[3]}); {record['rows'][0]['repeats']} timed repeats after one warm-up.",
+            f"{slices[2]}x{slices[3]}); {record['rows'][0]['repeats']} timed repeats after one warm-up, "
+            f"{record['rows'][0].get('batch', 'all')} slices per forward pass.",
             "",
         ]
         rows = [
