@@ -173,7 +173,7 @@ def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp
     performance = rendered[documents.PERFORMANCE_DOC]
     assert "| volume | onnxruntime | 1 | 1.200 | 1.320 | 95 | no |" in performance
     assert "at one thread: met (pytorch, median 0.800 s)" in performance
-    assert "with ONNX Runtime: met (largest peak 95 MB)" in performance
+    assert "for a volume with ONNX Runtime: met (largest peak 95 MB)" in performance
     assert documents.stale_documents(tmp_path) == [
         documents.RESULTS_DOC, documents.README, documents.PERFORMANCE_DOC
     ]  # fmt: skip
