@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo repro paper unlock test test-cluster lint bench clean-demo
+.PHONY: install demo repro paper shipped-model unlock test test-cluster lint bench clean-demo
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,16 @@ repro: demo
 # from its last checkpoint.
 paper: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+
+# The shipped hippocampus model, regenerated from its configuration: the workflow trains and evaluates the
+# Med-NCA of config/hippocampus_cpu.yaml (record, card, NQM threshold calibrated on validation), then it is
+# copied into the package. DATA is the folder holding Task04_Hippocampus (downloaded there if absent).
+DATA ?= data/raw
+shipped-model: install
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/hippocampus_cpu.yaml \
+	    --config data_dir=$(DATA) -- results/records/hippocampus/med_nca/seed0.json \
+	    results/models/hippocampus/med_nca/seed0/model_card.md
+	$(BIN)/mednca ship --results results --dataset hippocampus --model med_nca --name hippocampus
 
 # A run killed with kill -9 (or a power loss) leaves Snakemake's lock behind, and the next run stops with
 # "Directory cannot be locked". Once sure no other run is using this folder: `make unlock`, then repeat

@@ -323,11 +323,11 @@ def _check_efficiency(config: dict) -> None:
 def _check_levels(levels: dict[str, list[float]]) -> None:
     if not levels:
         return
-    # The clean value is the perturbation code's own (the schema checks the study names and value ranges).
-    from mednca.perturb.studies import identity_value
+    # The clean value is the study registry's (the schema checks the study names and value ranges).
+    from mednca.studies import STUDIES
 
     for study, values in levels.items():
-        clean = identity_value(study)
+        clean = STUDIES[study].clean
         if float(values[0]) != clean:
             raise _invalid(
                 f"robustness.levels.{study}",

@@ -31,6 +31,7 @@ STAGE_DEFAULTS = {
     ("report_stage", "efficiency_csv"): None,
     ("split_stage", "validation_fraction"): "dataset_settings.*.validation_fraction",
     ("evaluate_stage", "split"): None,
+    ("learning_curve_stage", "split"): None,
     ("evaluate_stage", "slices_npz"): None,
     ("evaluate_stage", "predictions_dir"): None,
     ("robustness_stage", "split"): None,

@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
 
 
 def _as_batch(mask: np.ndarray) -> torch.Tensor:
@@ -27,6 +26,8 @@ def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
         raise ValueError(f"prediction shape {prediction.shape} differs from label shape {truth.shape}")
     if not prediction.any() and not truth.any():
         return 1.0
+    from monai.metrics import compute_dice  # MONAI takes seconds to import: only where a metric is computed
+
     return float(
         compute_dice(_as_batch(prediction), _as_batch(truth), include_background=True, ignore_empty=False)
     )
@@ -41,6 +42,8 @@ def hd95(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) 
         return 0.0
     if not prediction.any() or not truth.any():
         return float(np.linalg.norm(np.asarray(truth.shape) * np.asarray(spacing, dtype=float)))
+    from monai.metrics import compute_hausdorff_distance
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # raised inside MONAI by its own deprecated argument
         distance = compute_hausdorff_distance(

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from monai.networks.nets import UNet
 from torch import Tensor, nn
 
 
@@ -34,6 +33,8 @@ class UNet2D(nn.Module):
             raise ValueError(f"UNet2D needs len(strides) == len(channels) - 1, got {strides} and {channels}")
         self.in_channels = in_channels
         self.size_multiple = self.size_multiple_for(strides=strides)
+        from monai.networks.nets import UNet  # MONAI takes seconds to import: only when a UNet is built
+
         self.net = UNet(
             spatial_dims=2,
             in_channels=in_channels,
