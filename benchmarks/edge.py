@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -39,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDS = ROOT / "records" / "benchmarks" / "edge"
 RUNTIMES = ("pytorch", "onnxruntime", "original")
 WORKLOADS = ("volume", "slice320")
 SLICE_SIDE = 320
@@ -204,11 +202,6 @@ def measure(args: argparse.Namespace, folder: Path, runtime: str, workload: str,
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def record_path(cpu: str) -> Path:
-    """``records/benchmarks/edge/<cpu>.json``, the CPU model as a file name."""
-    return RECORDS / (re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-") + ".json")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hippocampus", help="model file or shipped model name")
@@ -236,6 +229,7 @@ def main() -> int:
     if args.volume is None:
         parser.error("--volume is required")
     from mednca import provenance
+    from mednca.documents import save_benchmark_record
 
     runtimes = [runtime for runtime in RUNTIMES if runtime != "original" or args.original]
     rows = []
@@ -262,10 +256,7 @@ def main() -> int:
         **facts,
         "rows": rows,
     }
-    target = args.out or record_path(str(machine["cpu"]))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    print(target)
+    print(save_benchmark_record(record, ROOT / "records", "edge", str(machine["cpu"]), args.out))
     return 0
 
 

@@ -13,7 +13,6 @@ patch, Dice + BCE, Adam) runs under ``torch.profiler`` after warm-up iterations;
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -25,11 +24,11 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from mednca import provenance
+from mednca.documents import save_benchmark_record
 from mednca.models import build_model
 from mednca.models.nca import resolved_formulations
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDS = ROOT / "records" / "benchmarks" / "iteration_profile"
 PHASES = {
     "draws": ("uniform", "rand", "nonzero", "lt", "randint"),
     "gathers": ("index", "gather", "scatter", "embedding", "take", "narrow_copy", "masked"),
@@ -132,13 +131,8 @@ def main() -> int:
         "size": args.size,
         **result,
     }
-    name = re.sub(
-        r"[^a-z0-9]+", "-", f"{machine['cpu']} {args.precision} b{args.batch} s{args.steps}".lower()
-    )
-    target = args.out or RECORDS / f"{name.strip('-')}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    print(target)
+    label = f"{machine['cpu']} {args.precision} b{args.batch} s{args.steps}"
+    print(save_benchmark_record(record, ROOT / "records", "iteration_profile", label, args.out))
     return 0
 
 

@@ -189,3 +189,20 @@ def prepared_phantom(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("phantom")
     spec = PhantomSpec(cases=5, shape=(16, 16, 12), shape_jitter=2)
     return prepare_phantom(root / "raw", root / "data", spec)
+
+
+@pytest.fixture(scope="session")
+def nca_file(prepared_phantom: Path, tmp_path_factory) -> Path:
+    """A tiny Med-NCA trained for one epoch on the prepared phantom (export and edge benchmark tests)."""
+    from mednca.train.loop import TrainingSettings
+    from mednca.train.stages import outputs_beside, train_stage
+
+    path = tmp_path_factory.mktemp("nca") / "model.pt"
+    train_stage(
+        slices_dir=prepared_phantom / "slices", manifest_csv=prepared_phantom / "manifest.csv",
+        model_path=path, model_name="med_nca",
+        arguments={"channels": 8, "hidden_size": 16, "steps": 6, "fire_rate": 0.5, "downscale": 2},
+        settings=TrainingSettings(epochs=1, batch_size=8, lr=1e-2), seed=0, preprocessing=PREPROCESSING,
+        device_name="cpu", **outputs_beside(path),
+    )  # fmt: skip
+    return path

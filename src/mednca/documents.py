@@ -10,6 +10,7 @@ from its rendering, so no result number in them is typed by hand.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -490,6 +491,19 @@ def between_markers(text: str, table: str, start_marker: str, end_marker: str, d
 def with_summary_table(readme: str, table: str) -> str:
     """``readme`` with the text between its table markers replaced by ``table``."""
     return between_markers(readme, table, TABLE_START, TABLE_END, README)
+
+
+def save_benchmark_record(
+    record: dict[str, Any], records_dir: Path, name: str, label: str, target: Path | None = None
+) -> Path:
+    """Write a benchmark's record to ``target``, or to ``records/benchmarks/<name>/<label>.json`` with the
+    label (the CPU and the settings) as a file name; returns the path."""
+    if target is None:
+        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+        target = Path(records_dir) / BENCHMARKS / name / f"{slug}.json"
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return Path(target)
 
 
 def benchmark_records(records_dir: Path, name: str) -> list[dict[str, Any]]:

@@ -7,28 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import PREPROCESSING
 
 from mednca.data.stages import dataset_folder
 from mednca.documents import edge_table
-from mednca.train.loop import TrainingSettings
-from mednca.train.stages import outputs_beside, train_stage
 
 EDGE = Path(__file__).resolve().parents[2] / "benchmarks" / "edge.py"
-
-
-@pytest.fixture(scope="module")
-def nca_file(prepared_phantom: Path, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("edge") / "model.pt"
-    train_stage(
-        slices_dir=prepared_phantom / "slices", manifest_csv=prepared_phantom / "manifest.csv",
-        model_path=path, model_name="med_nca",
-        arguments={"channels": 8, "hidden_size": 16, "steps": 3, "fire_rate": 0.5, "downscale": 2},
-        settings=TrainingSettings(epochs=1, batch_size=8), seed=0, preprocessing=PREPROCESSING,
-        device_name="cpu", **outputs_beside(path),
-    )  # fmt: skip
-    return path
 
 
 def test_each_runtime_is_measured_in_its_own_process(

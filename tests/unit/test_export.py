@@ -9,15 +9,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import PREPROCESSING
 
 from mednca.cli import main
 from mednca.data.stages import dataset_folder
 from mednca.errors import DataError
 from mednca.export import NoiseInputNCA, export_model
 from mednca.models.nca import MedNCA, SingleLevelNCA
-from mednca.train.loop import TrainingSettings
-from mednca.train.stages import outputs_beside, train_stage
 
 
 @pytest.mark.parametrize(
@@ -36,20 +33,6 @@ def test_noise_inputs_reproduce_the_models_draws(model: torch.nn.Module) -> None
         expected = model(images, torch.Generator().manual_seed(5))
         noise = graph.draw_noise(torch.Generator().manual_seed(5), 3, 16, 16)
         torch.testing.assert_close(graph(images, *noise), expected, atol=1e-4, rtol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def nca_file(prepared_phantom: Path, tmp_path_factory) -> Path:
-    """A tiny Med-NCA trained for one epoch on the prepared phantom."""
-    path = tmp_path_factory.mktemp("export") / "model.pt"
-    train_stage(
-        slices_dir=prepared_phantom / "slices", manifest_csv=prepared_phantom / "manifest.csv",
-        model_path=path, model_name="med_nca",
-        arguments={"channels": 8, "hidden_size": 16, "steps": 6, "fire_rate": 0.5, "downscale": 2},
-        settings=TrainingSettings(epochs=1, batch_size=8, lr=1e-2), seed=0, preprocessing=PREPROCESSING,
-        device_name="cpu", **outputs_beside(path),
-    )  # fmt: skip
-    return path
 
 
 def test_onnx_runtime_segments_as_pytorch(nca_file: Path, prepared_phantom: Path, tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ def _python(code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def _train_command(data: Path, output: Path, config: Path) -> list[str]:
+    """``mednca train`` of the tiny UNet on the prepared phantom into ``output``."""
+    command = [sys.executable, "-m", "mednca.cli", "train", str(data), str(output), "--model", "unet"]
+    return [*command, "--config", str(config), "--dataset", "data"]
+
+
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda signum: signal.Signals(signum).name)
 def test_a_signal_while_writing_removes_the_temporary_file_and_keeps_the_old_one(
     signum: int, tmp_path: Path
@@ -68,17 +74,7 @@ def test_sigterm_ends_a_training_cleanly_and_a_rerun_resumes(
     prepared_phantom: Path, tiny_config: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "run" / "model.pt"
-    command = [
-        sys.executable,
-        "-m",
-        "mednca.cli",
-        "train",
-        str(prepared_phantom),
-        str(output),
-        "--model",
-        "unet",
-    ]
-    command += ["--config", str(tiny_config), "--dataset", "data"]
+    command = _train_command(prepared_phantom, output, tiny_config)
     process = subprocess.Popen([*command, "--epochs", "400"], stderr=subprocess.PIPE, text=True)
     log = output.parent / "train_log.csv"
     deadline = time.monotonic() + 120
@@ -168,17 +164,7 @@ def test_training_on_a_full_disk_stops_naming_the_folder(
     full_disk: Path, prepared_phantom: Path, tiny_config: Path
 ) -> None:
     output = full_disk / "model.pt"
-    command = [
-        sys.executable,
-        "-m",
-        "mednca.cli",
-        "train",
-        str(prepared_phantom),
-        str(output),
-        "--model",
-        "unet",
-    ]
-    command += ["--config", str(tiny_config), "--dataset", "data", "--epochs", "2"]
+    command = [*_train_command(prepared_phantom, output, tiny_config), "--epochs", "2"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode != 0
     last = finished.stderr.strip().splitlines()[-1]
