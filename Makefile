@@ -43,8 +43,11 @@ unlock: install
 	$(BIN)/snakemake --unlock
 
 # The suite starts with the linters, so CI checks the code's style and the workflow's conventions too.
+# Two pytest workers, each taking whole test files: the DVC tests (one `dvc repro` shared by their file) run
+# on one while the other takes the rest; TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # A real single-node SLURM cluster (munge, slurmdbd, slurmctld, slurmd) and an OpenSSH server on 127.0.0.1,
 # started and stopped by the tests; needs root, and installs Debian's packages if absent.

@@ -19,6 +19,7 @@ run_logged(
         nca_runs=int(snakemake.params.nca_runs),
         repository=snakemake.params.repository,
         ablation_records=snakemake.input.ablation[0] if snakemake.input.ablation else None,
+        edge_record=snakemake.input.edge[0] if snakemake.input.edge else None,
         efficiency_csv=snakemake.input.efficiency[0] if snakemake.input.efficiency else None,
     ),
     snakemake.log[0],

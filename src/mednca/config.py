@@ -134,7 +134,7 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     return canonical(filled)
 
 
-PATH_KEYS = ("data_dir", "results_dir", "report_html", "ablation_records")
+PATH_KEYS = ("data_dir", "results_dir", "report_html", "ablation_records", "edge_record")
 """The config keys that name files or folders: a leading ``~`` is expanded as a shell would."""
 
 

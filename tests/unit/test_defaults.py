@@ -28,6 +28,7 @@ STAGE_DEFAULTS = {
     ("trajectory_stage", "snapshots"): None,
     ("report_stage", "repository"): None,
     ("report_stage", "ablation_records"): "ablation_records",
+    ("report_stage", "edge_record"): "edge_record",
     ("report_stage", "efficiency_csv"): None,
     ("split_stage", "validation_fraction"): "dataset_settings.*.validation_fraction",
     ("evaluate_stage", "split"): None,

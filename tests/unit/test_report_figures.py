@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mednca.names import display_name
@@ -257,11 +258,10 @@ def test_dice_distribution_has_a_box_per_model_and_a_point_per_case(per_case: pd
     figure = figures.dice_distribution(per_case)
     panels = visible_axes(figure)
     assert [axis.get_title() for axis in panels] == DATASETS
+    names = [label.get_text() for label in panels[0].get_yticklabels()]
+    assert names == [figures.model_label(m, 24) for m in sorted(MODELS)]  # one row per model, shared
     for axis, dataset in zip(panels, DATASETS, strict=True):
-        assert [label.get_text() for label in axis.get_xticklabels()] == [
-            display_name(m) for m in sorted(MODELS)
-        ]
-        assert axis.get_ylabel() in ("Dice", "") and axis.get_ylim() == (0.0, 1.02)
+        assert axis.get_xlabel() == "Dice" and axis.get_xlim() == (0.0, 1.02)
         points = sum(len(collection.get_offsets()) for collection in axis.collections)
         assert points == per_case[per_case["dataset"] == dataset]["dice"].notna().sum()
         assert len(axis.patches) == len(MODELS)  # one box per model
@@ -273,9 +273,8 @@ def test_dice_vs_cost_places_each_model_at_its_cost(summary: pd.DataFrame) -> No
     parameters, inference = visible_axes(figure)
     assert parameters.get_xlabel() == "parameters" and inference.get_xlabel() == "inference time (s / volume)"
     assert parameters.get_ylabel() == "mean test Dice" and parameters.get_xscale() == "log"
-    labels = [text.get_text() for text in parameters.texts]
-    assert sorted(labels) == sorted(summary["model"])  # every model labelled once per dataset
-    assert len([text for text in inference.texts]) == summary["inference_seconds"].notna().sum()
+    assert len(parameters.containers) == len(summary)  # one error bar per dataset and model
+    assert len(inference.containers) == summary["inference_seconds"].notna().sum()
     legend = {text.get_text() for text in figure.legends[0].get_texts()}
     assert {display_name(model) for model in MODELS} | set(DATASETS) <= legend
 
@@ -383,7 +382,8 @@ def test_overlay_grid_layout(overlay_rows) -> None:
     figure = figures.overlay_grid(overlay_rows, ["med_nca", "nca", "unet"])
     assert len(figure.axes) == len(overlay_rows) * 5
     titles = [axis.get_title() for axis in figure.axes]
-    assert titles[:5] == ["image", "ground truth", "med_nca\nDice 0.80", "nca\nDice n/a", "unet\nDice 0.90"]
+    models = ["Med-NCA\nDice 0.80", "single-level\nNCA\nDice n/a", "UNet\nDice 0.90"]  # display names
+    assert titles[:5] == ["image", "ground truth", *models]
     assert any(text.get_text() == "missing" for text in figure.axes[8].texts)
     figures.to_data_uri(figure)
 
@@ -456,3 +456,80 @@ def test_training_curves_of_one_epoch_show_the_point() -> None:
     (axis,) = visible_axes(figure)
     (line,) = [line for line in axis.get_lines() if len(line.get_xdata())]
     assert list(line.get_ydata()) == [0.5] and line.get_marker() == "o"
+
+
+# ------------------------------------------------------------------------------- legible labels
+
+
+MANY_MODELS = ["med_nca", "nca", "unet", "segnet", "segnet_from_phantom_multimodal"]
+MANY_MODELS += ["unet_from_brats_multimodal", "med_nca_from_hippocampus", "segnet_from_prostate"]
+
+
+def _label_boxes(figure: Figure) -> list[list]:
+    """Per axis and direction, the display-space boxes of its visible non-empty tick labels; the column
+    titles of all axes as one more group (the overlay grid's model names)."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    groups = []
+    for axis in visible_axes(figure):
+        for labels in (axis.get_xticklabels(), axis.get_yticklabels()):
+            shown = [label for label in labels if label.get_visible() and label.get_text()]
+            groups.append([label.get_window_extent(renderer) for label in shown])
+    titles = [axis.title for axis in visible_axes(figure) if axis.title.get_text()]
+    rows = {}
+    for title in titles:
+        box = title.get_window_extent(renderer)
+        rows.setdefault(round(box.y0), []).append(box)
+    groups += list(rows.values())
+    return groups
+
+
+def _overlaps(groups: list[list]) -> list[tuple]:
+    return [
+        (first, second)
+        for boxes in groups
+        for index, first in enumerate(boxes)
+        for second in boxes[index + 1 :]
+        if first.overlaps(second)
+    ]
+
+
+@pytest.mark.parametrize("count", [2, 8])
+def test_no_tick_or_category_labels_overlap(count: int, rng: np.random.Generator) -> None:
+    """The figures whose labels grow with the models, for 2 and for 8 of them (long fine-tuned names too)."""
+    models = MANY_MODELS[:count]
+    per_case = pd.DataFrame(
+        [
+            {"dataset": d, "model": m, "seed": 0, "case_id": c, "dice": rng.uniform(0.5, 0.95)}
+            for d in DATASETS
+            for m in models
+            for c in CASES
+        ]
+    )
+    summary = pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "model": m,
+                "dice_mean": rng.uniform(0.6, 0.9),
+                "dice_std": 0.05,
+                "parameters": float(10 ** rng.uniform(3.5, 7.6)),
+                "inference_seconds": float(10 ** rng.uniform(-2, 1)),
+            }
+            for d in DATASETS
+            for m in models
+        ]
+    )
+    image = rng.random((32, 32))
+    row = OverlayRow(
+        "best: case_000 (mean Dice 0.900)", image, disk(32, 8), {m: disk(32, 7) for m in models},
+        {m: 0.9 for m in models},
+    )  # fmt: skip
+    drawn = {
+        "dice_distribution": figures.dice_distribution(per_case),
+        "dice_vs_cost": figures.dice_vs_cost(summary),
+        "overlay_grid": figures.overlay_grid([row], models),
+    }
+    for name, figure in drawn.items():
+        assert not _overlaps(_label_boxes(figure)), name
+        plt.close(figure)

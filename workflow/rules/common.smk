@@ -338,6 +338,11 @@ def ablation_inputs():
     return [config["ablation_records"]] if config["ablation_records"] else []
 
 
+def edge_inputs():
+    """The edge-profile record the report judges the Raspberry-Pi claim from, if the config names one."""
+    return [config["edge_record"]] if config["edge_record"] else []
+
+
 def summary_outputs():
     """The run-level metrics and curves that DVC compares between runs."""
     names = ("metrics.json", "training.csv", "learning_curve.csv", "robustness.csv")

@@ -15,6 +15,7 @@ rule build_report:
         trajectories=trajectory_outputs(),
         benchmarks=list(benchmark_files().values()),
         ablation=ablation_inputs(),
+        edge=edge_inputs(),
         efficiency=efficiency_table_outputs(),
         records=record_outputs(),
         code=code("build_report.py"),

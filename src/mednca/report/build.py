@@ -17,12 +17,14 @@ from mednca.io import atomic_path
 from mednca.names import display_name
 from mednca.report import figures
 from mednca.report.cards import card_table, checklist, load_records, paper_settings
+from mednca.report.claims import ClaimInputs, claim_rows
 from mednca.report.collect import (
     Missing,
     ReportFiles,
     dataset_overview,
     example_slice,
     load_benchmarks,
+    load_edge_record,
     load_learning_curves,
     load_per_case,
     load_quality,
@@ -34,6 +36,7 @@ from mednca.report.columns import (
     ABLATION_COLUMNS,
     CARD_COLUMNS,
     DATASET_COLUMNS,
+    EDGE_COLUMNS,
     EFFICIENCY_TABLE_COLUMNS,
     MAIN_TABLE_COLUMNS,
     PER_VOLUME_COLUMNS,
@@ -77,11 +80,12 @@ def report_stage(
     repository: Path | None = None,
     ablation_records: Path | None = None,
     efficiency_csv: Path | None = None,
+    edge_record: Path | None = None,
 ) -> None:
     """Write ``out_html`` from the result files of ``files`` (missing ones are listed on the page), with
     the recipe ablation of the records in ``ablation_records`` (``benchmarks/recipe_ablation.py``, scored
-    on the validation split) and the data-efficiency
-    study of ``efficiency_csv`` (``mednca.evaluate.efficiency``) when given."""
+    on the validation split), the data-efficiency study of ``efficiency_csv`` (``mednca.evaluate.efficiency``)
+    and the edge profile of ``edge_record`` (``benchmarks/edge.py``) when given."""
     runs, datasets, missing = files.runs, list(files.datasets), Missing()
     per_case = load_per_case(runs, missing)
     summaries = load_summaries(runs, missing)
@@ -110,12 +114,31 @@ def report_stage(
     efficiency = None if efficiency_csv is None else read_efficiency(Path(efficiency_csv))
     efficiency_rows = None if efficiency is None else efficiency_summary(efficiency)
     volumes = small_split_volumes(per_case, FEW_TEST_CASES)
+    edge = None if edge_record is None else load_edge_record(Path(edge_record))
+    claims = claim_rows(
+        ClaimInputs(
+            datasets=datasets,
+            table=table,
+            per_case=per_case,
+            robust=robust,
+            robustness=robustness,
+            quality=quality,
+            curves=curves,
+            paper_results=paper_results,
+            paper_parameters=paper_parameters,
+            efficiency=efficiency_rows,
+            efficiency_runs=efficiency,
+            edge=edge,
+        )
+    )
     records = load_records(runs, missing)
     context = {
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
+        "edge_machine": None if edge is None else edge["machine"]["cpu"],
         "missing": missing.paths,
         "few_test_cases": FEW_TEST_CASES,
+        "claims": claims,
         "checklist": checklist(records, config, paper_settings(repository), ablation_records is not None),
         "findings": findings_sections(
             table,
@@ -138,6 +161,7 @@ def report_stage(
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
             "cards": None if not records else html_table(card_table(records), CARD_COLUMNS, "model-cards"),
             "ablation": None if ablation_records is None else ablation_table(Path(ablation_records)),
+            "edge": None if edge is None else html_table(edge_rows(edge), EDGE_COLUMNS, "edge-profile"),
             "efficiency": None
             if efficiency_rows is None
             else html_table(efficiency_rows, EFFICIENCY_TABLE_COLUMNS, "efficiency"),
@@ -212,3 +236,8 @@ def efficiency_figure(efficiency: pd.DataFrame) -> FigureItem:
 def ablation_table(folder: Path) -> str:
     """The HTML table of a recipe ablation's records, one row per variant (validation Dice)."""
     return html_table(ablation_summary(ablation_records(folder)), ABLATION_COLUMNS, "ablation")
+
+
+def edge_rows(edge: dict) -> pd.DataFrame:
+    """The rows of an edge-profile record, one per workload, runtime and thread count."""
+    return pd.DataFrame(edge["rows"]).sort_values(["workload", "threads", "runtime"], kind="stable")

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mednca.data.preprocess import most_foreground_slice
+from mednca.errors import DataError
+from mednca.io import read_json
 from mednca.names import is_nca
 
 
@@ -394,3 +396,21 @@ def report_files(
             for (stage, job), path in zip(benchmark_jobs, benchmarks, strict=True)
         ],
     )
+
+
+EDGE_ROW_KEYS = ("runtime", "threads", "workload", "median_s", "peak_rss_mb", "repeats")
+"""What the report reads of each row of an edge-profile record (``benchmarks/edge.py``)."""
+
+
+def load_edge_record(path: Path) -> dict:
+    """An edge-profile record; a DataError names a file that is not one."""
+    record = read_json(path, "edge-profile record")
+    rows = record.get("rows") if isinstance(record, dict) else None
+    machine = record.get("machine") if isinstance(record, dict) else None
+    usable = isinstance(rows, list) and all(
+        isinstance(row, dict) and all(key in row for key in EDGE_ROW_KEYS) for row in rows
+    )
+    if not usable or not isinstance(machine, dict) or "cpu" not in machine:
+        keys = ", ".join(EDGE_ROW_KEYS)
+        raise DataError(f"{path}: not an edge-profile record (needs machine.cpu and rows with {keys})")
+    return record

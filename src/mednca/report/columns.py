@@ -136,3 +136,14 @@ VERSION_COLUMNS = [
     Column("package", "Package", lambda r: r["package"], numeric=False),
     Column("version", "Version", lambda r: r["version"], numeric=False),
 ]
+
+EDGE_COLUMNS = [
+    Column("workload", "Workload", lambda r: r["workload"], numeric=False),
+    Column("runtime", "Runtime", lambda r: r["runtime"], numeric=False),
+    Column("threads", "Threads", lambda r: count(r["threads"])),
+    Column("batch", "Batch (slices)", lambda r: count(r.get("batch"))),
+    Column("median_s", "Median", lambda r: seconds(r["median_s"])),
+    Column("p90_s", "90th percentile", lambda r: seconds(r.get("p90_s"))),
+    Column("peak_rss_mb", "Peak MB", lambda r: count(r["peak_rss_mb"])),
+    Column("repeats", "Repeats", lambda r: count(r["repeats"])),
+]

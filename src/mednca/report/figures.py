@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
 from mednca.names import MODEL_NAMES, display_name
 from mednca.studies import STUDIES
@@ -240,6 +240,37 @@ def _wrap_label(title: str, width: int = 30) -> str:
     return "\n".join(textwrap.fill(part, width) for part in parts)
 
 
+def model_label(model: str, width: int = 16) -> str:
+    """A model's display name wrapped at ``width`` characters, for a category or column label."""
+    return textwrap.fill(display_name(model), width, break_long_words=False)
+
+
+LOG_TICK_MANTISSAS = (1, 5, 2, 3, 4, 6, 7, 8, 9)
+"""Candidate tick mantissas, the roundest first: decades are labelled wherever they fit."""
+
+
+def _log_ticks(axis: Axes, values: np.ndarray, formatter) -> None:
+    """Log-scale x limits around ``values`` and at most about 5 labelled ticks, each at least a fifth of
+    the axis from the others (so labels never overlap, over a fraction of a decade or over ten); the
+    roundest values are chosen first, evenly stepped ones where no round value fits; minor ticks
+    unlabelled."""
+    low, high = float(np.min(values)), float(np.max(values))
+    pad = 0.12 * max(math.log10(high / low), 0.3)
+    low, high = low / 10**pad, high * 10**pad
+    axis.set_xlim(low, high)
+    gap = math.log10(high / low) / 5
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    candidates = [mantissa * 10.0**decade for mantissa in LOG_TICK_MANTISSAS for decade in decades]
+    candidates += list(MaxNLocator(nbins=4).tick_values(low, high))  # within a fraction of a decade
+    chosen: list[float] = []
+    for tick in (float(value) for value in candidates if low <= value <= high):
+        if not any(abs(math.log10(tick / other)) < gap for other in chosen):
+            chosen.append(tick)
+    axis.set_xticks(sorted(chosen))
+    axis.xaxis.set_major_formatter(formatter)
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _legend_handles(colours: Mapping[str, object], marker: str = "o") -> list[Line2D]:
     """One legend line per (label -> colour) entry; model names as readers know them ('Med-NCA')."""
     return [
@@ -252,7 +283,8 @@ def _legend_handles(colours: Mapping[str, object], marker: str = "o") -> list[Li
 
 
 def dice_distribution(per_case: pd.DataFrame) -> Figure:
-    """Box plot + jittered points of per-case Dice, one box per model, one panel (subplot) per dataset.
+    """Horizontal box plot + jittered points of per-case Dice, one row per model (its display name as the
+    row label, so the names never overlap however many models there are), one panel per dataset.
 
     per_case columns: dataset, model, seed, case_id, dice (float; NaN rows are left out).
     """
@@ -261,8 +293,8 @@ def dice_distribution(per_case: pd.DataFrame) -> Figure:
         return _no_data_figure("Dice per case")
     datasets, models = sorted(data["dataset"].unique()), sorted(data["model"].unique())
     palette = model_palette(models)
-    figure = _figure(1.0 + len(datasets) * max(2.5, 0.8 * len(models)), 3.2)
-    axes = _grid(figure, len(datasets), len(datasets), sharey=True)
+    figure = _figure(1.6 + 3.4 * len(datasets), 0.9 + 0.42 * len(models))
+    axes = _grid(figure, len(datasets), min(len(datasets), 3), sharey=True)
     for axis, dataset in zip(axes, datasets, strict=True):
         subset = data[data["dataset"] == dataset]
         rng = np.random.default_rng(0)
@@ -271,25 +303,27 @@ def dice_distribution(per_case: pd.DataFrame) -> Figure:
             if dice.size == 0:
                 continue
             boxes = axis.boxplot(
-                [dice], positions=[position], widths=0.6, showfliers=False, patch_artist=True
-            )
+                [dice], positions=[position], widths=0.6, showfliers=False, patch_artist=True,
+                orientation="horizontal",
+            )  # fmt: skip
             boxes["boxes"][0].set(facecolor=palette[model], edgecolor="0.25")
             for line in boxes["medians"]:
                 line.set(color="0.1", linewidth=1.5)
             jitter = rng.uniform(-0.18, 0.18, size=dice.size)
-            axis.scatter(position + jitter, dice, s=8, color="0.15", alpha=0.6, linewidths=0, zorder=3)
-        axis.set_xticks(range(len(models)), [display_name(model) for model in models])
-        axis.set(title=dataset, xlabel="", ylabel="Dice", xlim=(-0.6, len(models) - 0.4), ylim=(0.0, 1.02))
-        axis.tick_params(axis="x", rotation=30 if len(models) > 3 else 0, labelsize=8)
+            axis.scatter(dice, position + jitter, s=8, color="0.15", alpha=0.6, linewidths=0, zorder=3)
+        axis.set_yticks(range(len(models)), [model_label(model, 24) for model in models])
+        axis.set(title=dataset, ylabel="", xlabel="Dice", ylim=(len(models) - 0.4, -0.6), xlim=(0.0, 1.02))
+        axis.tick_params(labelsize=8)
     return figure
 
 
 def dice_vs_cost(summary: pd.DataFrame) -> Figure:
     """Mean test Dice (std error bars) against parameters and inference seconds per volume.
 
-    Two panels sharing the y axis, x on log scale, colour per model (label next to each point), marker per
-    dataset (Dice against training time is :func:`learning_curves`). summary columns: dataset, model,
-    dice_mean, dice_std, parameters, inference_seconds (one row per dataset x model; a NaN or non-positive
+    Two panels sharing the y axis, x on log scale, colour per model (named in the legend: labels beside the
+    points would collide when models sit close), marker per dataset (Dice against training time is
+    :func:`learning_curves`). summary columns: dataset, model, dice_mean, dice_std, parameters,
+    inference_seconds (one row per dataset x model; a NaN or non-positive
     value skips that point).
     """
     costs = {"parameters": "parameters", "inference_seconds": "inference time (s / volume)"}
@@ -309,21 +343,13 @@ def dice_vs_cost(summary: pd.DataFrame) -> Figure:
                 getattr(row, column), row.dice_mean, yerr=std, fmt=markers[row.dataset],
                 color=palette[row.model], capsize=2, markersize=6, linewidth=1,
             )  # fmt: skip
-            axis.annotate(
-                row.model, (getattr(row, column), row.dice_mean), xytext=(4, 3), textcoords="offset points",
-                fontsize=7, color=palette[row.model],
-            )  # fmt: skip
         if points.empty:
             _say(axis)
         else:
             axis.set_xscale("log")
-            axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.xaxis.set_major_formatter(
-                EngFormatter(sep="")
-                if column == "parameters"
-                else FuncFormatter(lambda value, _: f"{value:g}")
-            )
-            axis.xaxis.set_minor_formatter(NullFormatter())
+            plain = FuncFormatter(lambda value, _: f"{value:g}")
+            formatter = EngFormatter(sep="") if column == "parameters" else plain
+            _log_ticks(axis, points[column].to_numpy(), formatter)
             axis.tick_params(axis="x", labelsize=8)
         axis.set(xlabel=label, ylim=(0.0, 1.02))
         axis.grid(True, which="major", alpha=0.3)
@@ -576,7 +602,8 @@ def overlay_grid(rows: list[OverlayRow], model_names: list[str]) -> Figure:
                 _show_image(axis, row.image)
                 _show_mask(axis, prediction, shape, palette[model])
                 _show_mask(axis, row.label, shape, OVERLAY_LABEL_COLOUR, filled=False, width=0.7)
-            axis.set_title(f"{model}\n{dice_text}" if first else dice_text, fontsize=8)
+            title = f"{model_label(model, 14)}\n{dice_text}" if first else dice_text
+            axis.set_title(title, fontsize=8 if side >= 1.5 else 6.5)
         if first:
             row_axes[0].set_title("image", fontsize=8)
             row_axes[1].set_title("ground truth", fontsize=8)

@@ -76,15 +76,20 @@ def _scores(rows: pd.DataFrame, column: str = "dice") -> pd.DataFrame:
     return pd.DataFrame({"case_id": rows["case_id"], "seed": rows["seed"], "value": rows[column]})
 
 
+def dice_difference(per_case: pd.DataFrame, dataset: str) -> PairedDifference:
+    """Med-NCA − UNet test Dice of a dataset paired by case and seed (per_case: ``load_per_case``)."""
+    rows = per_case[per_case["dataset"] == dataset]
+    nca, unet = (_scores(rows[rows["model"] == model]) for model in (NCA, BASELINE))
+    return paired_difference(nca, unet)
+
+
 def _dice_claim(dataset: str, per_case: pd.DataFrame | None) -> str:
     """The verdict on 'Med-NCA beats the UNet' from their Dice on the same test cases and seeds."""
     claim = "that Med-NCA beats the UNet"
     if per_case is None:
         return f"The claim {claim} cannot be judged without their per-case results."
-    rows = per_case[per_case["dataset"] == dataset]
-    nca, unet = (_scores(rows[rows["model"] == model]) for model in (NCA, BASELINE))
     measured = "Med-NCA − UNet Dice paired by test case and seed"
-    return _judged(claim, paired_difference(nca, unet), measured)
+    return _judged(claim, dice_difference(per_case, dataset), measured)
 
 
 def dice_findings(
@@ -151,7 +156,7 @@ def _size_sentence(dataset: str, nca: pd.Series, unet: pd.Series, paper_paramete
     )
 
 
-def _largest_drop(summary: pd.DataFrame, dataset: str, study: str, model: str) -> pd.Series | None:
+def largest_drop(summary: pd.DataFrame, dataset: str, study: str, model: str) -> pd.Series | None:
     """The severity row with the largest mean Dice drop of a model in a study, or None."""
     rows = summary[
         (summary["dataset"] == dataset) & (summary["study"] == study) & (summary["model"] == model)
@@ -180,7 +185,7 @@ def robustness_findings(summary: pd.DataFrame, per_case: pd.DataFrame | None = N
     for dataset in sorted(summary["dataset"].unique()):
         drops: dict[str, tuple[pd.Series, pd.Series | None]] = {}
         for study in sorted(summary.loc[summary["dataset"] == dataset, "study"].unique()):
-            nca, unet = (_largest_drop(summary, dataset, study, model) for model in (NCA, BASELINE))
+            nca, unet = (largest_drop(summary, dataset, study, model) for model in (NCA, BASELINE))
             if nca is None:
                 sentences += _single_model_drops(summary, dataset, study)
                 continue
@@ -197,7 +202,7 @@ def _single_model_drops(summary: pd.DataFrame, dataset: str, study: str) -> list
     models = summary.loc[(summary["dataset"] == dataset) & (summary["study"] == study), "model"].unique()
     sentences = []
     for model in _compared_first(models):
-        if (row := _largest_drop(summary, dataset, study, model)) is not None:
+        if (row := largest_drop(summary, dataset, study, model)) is not None:
             sentences.append(f"{dataset}, {study}: {display_name(model)}'s mean Dice {_worst_level(row)}.")
     return sentences
 
@@ -210,6 +215,23 @@ def _clean_and_perturbed(
     rows = per_case[(per_case["study"] == study) & (per_case["model"] == model)]
     clean, perturbed = (_scores(rows[rows["severity"] == level]) for level in (0, severity))
     return clean, perturbed
+
+
+def drop_difference(per_case: pd.DataFrame, study: str, model: str, severity: int) -> PairedDifference:
+    """A model's clean − perturbed Dice at ``severity`` of ``study`` paired by case and seed (per_case:
+    ``load_robustness`` rows of one dataset): positive when the perturbation costs Dice."""
+    return paired_difference(*_clean_and_perturbed(per_case, study, model, severity))
+
+
+def artefact_difference(
+    per_case: pd.DataFrame, study: str, nca: pd.Series, unet: pd.Series
+) -> PairedDifference:
+    """The UNet's per-case Dice drop − Med-NCA's in ``study``, each at its largest mean drop (``nca``,
+    ``unet``: ``largest_drop`` rows), paired by case and seed: positive when Med-NCA loses less."""
+    return paired_difference(
+        case_drops(per_case, study, BASELINE, int(unet["severity"])),
+        case_drops(per_case, study, NCA, int(nca["severity"])),
+    )
 
 
 def case_drops(per_case: pd.DataFrame, study: str, model: str, severity: int) -> pd.DataFrame:
@@ -225,7 +247,7 @@ def _claim_sentences(
 ) -> list[str]:
     """Verdicts on 'slight degradation under strong shifts' and 'robust to artefacts' for one dataset.
 
-    drops: per study, the ``_largest_drop`` rows of Med-NCA and the UNet (None without one); each verdict
+    drops: per study, the ``largest_drop`` rows of Med-NCA and the UNet (None without one); each verdict
     pairs the per-case drops at those severities (``case_drops``) over the same cases and seeds.
     """
     sentences = []
@@ -235,14 +257,12 @@ def _claim_sentences(
         if per_case is None:
             sentences.append(f"{dataset}: the claim {claim} cannot be judged without per-case results.")
         else:
-            clean, perturbed = _clean_and_perturbed(per_case, "shift", NCA, int(nca["severity"]))
+            difference = drop_difference(per_case, "shift", NCA, int(nca["severity"]))
             measured = (
                 f"Med-NCA's clean − shifted Dice at {nca['value']:g} (its largest mean drop) paired by case "
                 "and seed"
             )
-            sentences.append(
-                _judged(claim, paired_difference(clean, perturbed), measured, -1, SLIGHT_DROP, dataset)
-            )
+            sentences.append(_judged(claim, difference, measured, -1, SLIGHT_DROP, dataset))
     compared = [study for study in ARTEFACT_STUDIES if study in drops and drops[study][1] is not None]
     if compared:
         fewer = sum(drops[study][0]["drop"] < drops[study][1]["drop"] for study in compared)
@@ -266,10 +286,7 @@ def _artefact_claims(
     sentences, outcomes = [], []
     for study in studies:
         nca, unet = drops[study]
-        difference = paired_difference(
-            case_drops(per_case, study, BASELINE, int(unet["severity"])),
-            case_drops(per_case, study, NCA, int(nca["severity"])),
-        )
+        difference = artefact_difference(per_case, study, nca, unet)
         outcomes.append(verdict(difference) if difference.units else None)
         measured = (
             f"the UNet's Dice drop at {unet['value']:g} − Med-NCA's at {nca['value']:g} (each model's "
@@ -400,11 +417,17 @@ def equal_budget(*runs: pd.DataFrame) -> float:
     return max(shortest, first_points)
 
 
+def equal_time_difference(nca: pd.DataFrame, unet: pd.DataFrame) -> tuple[float, PairedDifference]:
+    """The equal training time (``equal_budget``) of Med-NCA's and the UNet's learning curves, and their
+    Dice difference then (Med-NCA − UNet), paired by seed."""
+    budget = equal_budget(nca, unet)
+    return budget, seed_difference(_seed_dice_at(nca, budget), _seed_dice_at(unet, budget))
+
+
 def _equal_time_sentence(dataset: str, nca: pd.DataFrame, unet: pd.DataFrame) -> str:
     """Med-NCA's and the UNet's Dice within the same training time (``equal_budget``)."""
-    budget = equal_budget(nca, unet)
+    budget, difference = equal_time_difference(nca, unet)
     ours, theirs = _mean_dice_at(nca, budget), _mean_dice_at(unet, budget)
-    difference = seed_difference(_seed_dice_at(nca, budget), _seed_dice_at(unet, budget))
     claim = _judged(
         "that Med-NCA beats the UNet at equal training time",
         difference,
@@ -483,17 +506,31 @@ def _pretraining_sentences(
     if runs is None:
         judged = f"The claim {claim} cannot be judged without the per-seed runs."
     else:
-        at_fewest = runs[runs["train_cases"] == fewest]
-        tuned_runs, base_runs = (
-            at_fewest.loc[at_fewest["model"] == model, ["seed", "dice_mean"]].rename(
-                columns={"dice_mean": "value"}
-            )
-            for model in (tuned, base)
-        )
         measured = "fine-tuned − from-scratch mean test Dice paired by seed"
-        judged = _judged(claim, seed_difference(tuned_runs, base_runs), measured)
+        judged = _judged(claim, pretraining_difference(runs, tuned, base, fewest), measured)
     return [
         f"Pre-training on {source} changed {display_name(base)}'s mean test Dice by {listed}; its mean was "
         f"higher at {int((gains > 0).sum())} of {len(gains)} k values.",
         judged,
     ]
+
+
+def fewest_cases(summary: pd.DataFrame, tuned: str, base: str) -> int | None:
+    """The smallest number of training cases at which both ``tuned`` and ``base`` have a mean Dice in a
+    data-efficiency summary (``efficiency_summary``), or None."""
+    dice = summary.pivot_table(index="train_cases", columns="model", values="dice", sort=True)
+    if tuned not in dice or base not in dice:
+        return None
+    both = (dice[tuned] - dice[base]).dropna()
+    return None if both.empty else int(both.index[0])
+
+
+def pretraining_difference(runs: pd.DataFrame, tuned: str, base: str, cases: int) -> PairedDifference:
+    """The fine-tuned model's mean test Dice − its from-scratch counterpart's, trained on ``cases``
+    cases, paired by seed (runs: ``read_efficiency`` rows: model, train_cases, seed, dice_mean)."""
+    at_cases = runs[runs["train_cases"] == cases]
+    tuned_runs, base_runs = (
+        at_cases.loc[at_cases["model"] == model, ["seed", "dice_mean"]].rename(columns={"dice_mean": "value"})
+        for model in (tuned, base)
+    )
+    return seed_difference(tuned_runs, base_runs)

@@ -116,6 +116,15 @@ def _verdict(sentence: str) -> Markup:
     return Markup(text)
 
 
+VERDICT_CLASSES = {
+    "held": "held",
+    "did not hold": "not-held",
+    "inconclusive at this sample size": "inconclusive",
+    "not tested": "not-tested",
+}
+"""The CSS class of each verdict word (``statistics``)."""
+
+
 def render_report(context: dict) -> str:
     """The report page from the packaged template and a context of tables, figures, findings and run info."""
     environment = jinja2.Environment(
@@ -128,5 +137,6 @@ def render_report(context: dict) -> str:
         lstrip_blocks=True,
     )
     environment.filters["verdict"] = _verdict
+    environment.filters["verdict_class"] = VERDICT_CLASSES.__getitem__
     environment.globals["figure"] = _figure_markup
     return environment.get_template("report.html.j2").render(**context)

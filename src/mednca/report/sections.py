@@ -10,6 +10,7 @@ from mednca.evaluate.overlays import read_case_slices
 from mednca.evaluate.quality import quality_population
 from mednca.names import display_name, is_nca
 from mednca.report import figures
+from mednca.report.claims import SECTIONS
 from mednca.report.collect import Run, RunFiles, first_seeds, load_gallery, load_trajectory, rows_of
 from mednca.report.findings import (
     dice_findings,
@@ -170,8 +171,9 @@ def findings_sections(
     robustness: pd.DataFrame | None = None,
     efficiency_runs: pd.DataFrame | None = None,
 ) -> list[dict]:
-    """The findings sections, each with a title, its sentences and what to say when it has none; the
-    data-efficiency section only when ``efficiency`` (``efficiency_summary``) is given.
+    """The findings sections, each with an anchor (``claims.SECTIONS``, where the claims table links), a
+    title, its sentences and what to say when it has none (the data-efficiency section has sentences only
+    when ``efficiency``, ``efficiency_summary``, is given).
 
     The verdicts on the paper's claims pair per-case results: ``per_case`` (``load_per_case``) for the
     Dice, ``robustness`` (``load_robustness``) for the drops and ``efficiency_runs`` (``read_efficiency``,
@@ -182,33 +184,33 @@ def findings_sections(
     }
     return [
         {
+            "id": SECTIONS["accuracy"],
             "title": "Accuracy, size and speed",
             "sentences": dice_findings(table, paper_parameters, per_case) if not table.empty else [],
             "empty": "No evaluation results.",
         },
         {
+            "id": SECTIONS["time"],
             "title": "Accuracy against training time",
             "sentences": equal_time_findings(curves, paper_dice) if not curves.empty else [],
             "empty": "No learning curves.",
         },
         {
-            "title": "Robustness",
+            "id": SECTIONS["robustness"],
+            "title": "Robustness: shifts, scale and MRI artefacts",
             "sentences": robustness_findings(robust, robustness) if not robust.empty else [],
             "empty": "No robustness results.",
         },
         {
+            "id": SECTIONS["quality"],
             "title": "NCA quality estimate",
             "sentences": quality_findings(quality_by_key),
             "empty": "No NCA run with repeated runs and varying Dice.",
         },
-    ] + (
-        []
-        if efficiency is None
-        else [
-            {
-                "title": "How much data each model needs",
-                "sentences": efficiency_findings(efficiency, efficiency_runs),
-                "empty": "",
-            }
-        ]
-    )
+        {
+            "id": SECTIONS["efficiency"],
+            "title": "How much data each model needs (transfer)",
+            "sentences": [] if efficiency is None else efficiency_findings(efficiency, efficiency_runs),
+            "empty": "No data-efficiency study in this run.",
+        },
+    ]

@@ -35,6 +35,8 @@ estimate)."""
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive at this sample size"
 """The three verdicts on a claim."""
+NOT_TESTED = "not tested"
+"""A claim the run's configuration cannot test (its data, models or profile are not in the run)."""
 
 ROUNDING = 1e-9
 """Paired differences smaller than this are floating-point rounding (e.g. two drops of 0.2 computed from
@@ -195,6 +197,57 @@ def seed_difference(
     )
 
 
+def clustered_correlation(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> PairedDifference:
+    """Spearman's correlation of columns ``x`` and ``y`` of ``frame`` (columns case_id, seed, x, y), with a
+    percentile bootstrap interval that draws whole cases with replacement: the rows of one case (its clean
+    and perturbed versions, every seed) are not independent, so the case is the resampled unit. Each
+    bootstrap sample is the correlation of the full sample's ranks, every row weighted by how often its case
+    was drawn (ranks are not recomputed per sample, which keeps 10,000 samples a matrix product). ``mean``
+    holds the correlation, ``n_cases`` the cases, ``n_seeds`` the seeds; no p-value."""
+    rows = frame.dropna(subset=[x, y])
+    if rows.empty:
+        return _nothing_paired(False, confidence)
+    codes, cases = pd.factorize(rows["case_id"])
+    ranks = np.column_stack([stats.rankdata(rows[x]), stats.rankdata(rows[y])])
+    per_case = np.zeros((len(cases), 6))  # per case: rows, sum x, sum y, sum x^2, sum y^2, sum xy
+    moments = np.column_stack(
+        [
+            np.ones(len(ranks)),
+            ranks[:, 0],
+            ranks[:, 1],
+            ranks[:, 0] ** 2,
+            ranks[:, 1] ** 2,
+            ranks.prod(axis=1),
+        ]
+    )
+    np.add.at(per_case, codes, moments)
+    rng = np.random.default_rng(seed)
+    counts = _counts(rng.integers(0, len(cases), size=(resamples, len(cases))), len(cases))
+    low, high = _percentile_interval(_correlation(counts @ per_case), confidence)
+    observed = _correlation(per_case.sum(axis=0, keepdims=True))[0]
+    return PairedDifference(
+        float(observed), low, high, None, len(cases), int(rows["seed"].nunique()), confidence
+    )
+
+
+def _correlation(moments: np.ndarray) -> np.ndarray:
+    """Pearson correlation from (samples, 6) sums: rows, x, y, x^2, y^2, xy; NaN where a side is constant."""
+    total, sum_x, sum_y, sum_xx, sum_yy, sum_xy = moments.T
+    mean_x, mean_y = sum_x / total, sum_y / total
+    var_x, var_y = sum_xx / total - mean_x**2, sum_yy / total - mean_y**2
+    covariance = sum_xy / total - mean_x * mean_y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((var_x > 1e-9) & (var_y > 1e-9), covariance / np.sqrt(var_x * var_y), np.nan)
+
+
 def _pairs(ours: pd.DataFrame, theirs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The rows of both tables matched on ``keys``, with their ``difference`` (ours − theirs; zero where
     it is below ``ROUNDING``)."""
@@ -245,9 +298,21 @@ def p_text(p_value: float | None) -> str:
     return f"p = {p_value:.2f}" if p_value >= 0.1 else f"p = {p_value:.2g}"
 
 
-def _signed(value: float) -> str:
+def signed(value: float) -> str:
     """'+0.012', '-0.004'; a value that rounds to zero is '+0.000', never '-0.000'."""
     return f"{round(value, 3) + 0.0:+.3f}"
+
+
+def interval_text(difference: PairedDifference) -> str:
+    """'+0.012 (95 % CI -0.004 to +0.027)'; the value alone, saying why, when there is no interval."""
+    if difference.units == 0 or math.isnan(difference.mean):
+        return "n/a (nothing paired)"
+    if difference.units < MIN_UNITS or math.isnan(difference.low):
+        return f"{signed(difference.mean)} (no interval from {sample_size(difference)})"
+    return (
+        f"{signed(difference.mean)} ({difference.confidence * 100:g} % CI {signed(difference.low)} to "
+        f"{signed(difference.high)})"
+    )
 
 
 def describe(difference: PairedDifference) -> str:
@@ -255,8 +320,7 @@ def describe(difference: PairedDifference) -> str:
     if difference.units == 0 or math.isnan(difference.mean):
         return "n/a (nothing paired)"
     if difference.units < MIN_UNITS:
-        return f"{_signed(difference.mean)} (no interval or test from {sample_size(difference)})"
+        return f"{signed(difference.mean)} (no interval or test from {sample_size(difference)})"
     return (
-        f"{_signed(difference.mean)} ({difference.confidence * 100:g} % CI {_signed(difference.low)} to "
-        f"{_signed(difference.high)}, Wilcoxon {p_text(difference.p_value)}; {sample_size(difference)})"
+        f"{interval_text(difference)[:-1]}, Wilcoxon {p_text(difference.p_value)}; {sample_size(difference)})"
     )
