@@ -92,3 +92,8 @@ CLAIMS_FIRST = """() => {
         && (claims.compareDocumentPosition(details) & Node.DOCUMENT_POSITION_FOLLOWING));
 }"""
 """Whether the claims table comes after the run summary and before the detailed findings."""
+
+FIGURES_KEPT_WHOLE = """() => Array.from(document.querySelectorAll("figure"))
+    .every((figure) => getComputedStyle(figure).breakInside === "avoid"
+        && figure.querySelector("figcaption") !== null)"""
+"""Whether, in print media, every figure is kept on one page together with its caption."""

@@ -250,4 +250,21 @@ def test_the_report_reads_in_a_browser(demo: Path, width: int) -> None:
         assert page.evaluate(browser.UNMARKED_SCROLLERS) == []
         assert page.evaluate(browser.CLAIMS_FIRST)
         assert page.locator("#claims-table tbody tr").count() >= 9
+        page.emulate_media(media="print")
+        assert page.evaluate(browser.FIGURES_KEPT_WHOLE)
     assert loaded.errors == []
+
+
+def test_the_report_prints_to_pdf(demo: Path, tmp_path: Path) -> None:
+    with browser.open_page(demo / "results" / "report.html", 1024) as (page, loaded):
+        page.pdf(path=tmp_path / "report.pdf", format="A4")
+    assert (tmp_path / "report.pdf").read_bytes()[:5] == b"%PDF-" and loaded.errors == []
+
+
+def test_a_missing_browser_is_a_skip_with_its_reason_unless_required(monkeypatch) -> None:
+    monkeypatch.delenv(browser.REQUIRED, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no system Chromium"):
+        browser.unavailable("no system Chromium")
+    monkeypatch.setenv(browser.REQUIRED, "1")
+    with pytest.raises(pytest.fail.Exception, match="requires the browser tests"):
+        browser.unavailable("no system Chromium")
