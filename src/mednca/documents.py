@@ -318,6 +318,30 @@ TIME_TO_ACCURACY_TARGETS = (0.87, 0.88)
 """Validation Dice levels whose first crossing the time-to-accuracy table reports."""
 
 
+TIME_TO_ACCURACY_FIGURE = Path("docs/time_to_accuracy.svg")
+"""Validation Dice against training minutes of the variants with validation curves (``render_documents``)."""
+
+
+def validation_curve_points(records: list[Record]) -> pd.DataFrame:
+    """Every validation-curve point of the records that have one: variant, seed, train_seconds, dice_mean."""
+    rows = [
+        {"variant": record.data["label"], "seed": record.data["run"]["seed"], **point}
+        for record in records
+        for point in record.data.get("validation_curve") or []
+    ]
+    return pd.DataFrame(rows, columns=["variant", "seed", "train_seconds", "dice_mean"])
+
+
+def time_to_accuracy_figure(records: list[Record]) -> str | None:
+    """The SVG of ``figures.validation_curves`` for the labelled records with validation curves, or None."""
+    points = validation_curve_points([record for record in records if record.data.get("label")])
+    if points.empty:
+        return None
+    from mednca.report import figures  # matplotlib: only when there is a figure to draw
+
+    return figures.to_svg(figures.validation_curves(points, TIME_TO_ACCURACY_TARGETS))
+
+
 def minutes_to(curve: list[dict[str, Any]], target: float) -> float | None:
     """Training minutes of the first point of a validation curve at or above ``target`` Dice, or None."""
     for point in curve:
@@ -450,7 +474,8 @@ def render_results(records: list[Record], superseded: Path | None = None) -> str
         ]
         timed = time_to_accuracy_table(variants)
         if timed:
-            lines += ["", "### Time to accuracy (validation learning curves)", "", *timed]
+            figure = f"![Validation Dice against training minutes]({TIME_TO_ACCURACY_FIGURE.name})"
+            lines += ["", "### Time to accuracy (validation learning curves)", "", *timed, "", figure]
     old = superseded_ablation_table(superseded) if superseded is not None else []
     if old:
         lines += ["", "## Superseded: the first recipe ablation, scored on the test split", "", *old]
@@ -617,11 +642,13 @@ def render_documents(root: Path) -> dict[Path, str]:
     edge = edge_table(benchmark_records(root / RECORDS_DIR, "edge"))
     performance = between_markers(performance, edge, EDGE_START, EDGE_END, PERFORMANCE_DOC)
     profile = profile_table(benchmark_records(root / RECORDS_DIR, "iteration_profile"))
-    return {
+    documents = {
         RESULTS_DOC: render_results(records, root / SUPERSEDED_ABLATION),
         README: with_summary_table(readme, summary_table(records)),
         PERFORMANCE_DOC: between_markers(performance, profile, PROFILE_START, PROFILE_END, PERFORMANCE_DOC),
     }
+    figure = time_to_accuracy_figure(records)
+    return documents if figure is None else {**documents, TIME_TO_ACCURACY_FIGURE: figure}
 
 
 def stale_documents(root: Path) -> list[Path]:

@@ -234,3 +234,26 @@ def test_time_to_accuracy_is_read_from_validation_curves(run_files: dict[str, Pa
     table = "\n".join(documents.time_to_accuracy_table([documents.Record("fast", Path("x.json"), record)]))
     assert "| steps_32 | 0 | 20.0 | not reached | 0.879 |" in table
     assert documents.minutes_to(record["validation_curve"], 0.86) == 10.0
+
+
+def test_time_to_accuracy_figure_is_drawn_from_the_curves_the_same_every_time(run_files) -> None:
+    """The figure of validation Dice against minutes: one line per variant and seed, deterministic SVG."""
+    point = {"epoch": 3, "train_seconds": 300.0, "dice_mean": 0.8}
+    curves = {
+        "recipe": [point, {**point, "epoch": 6, "train_seconds": 600.0, "dice_mean": 0.87}],
+        "steps_32": [{**point, "epoch": 6, "train_seconds": 320.0, "dice_mean": 0.85}],
+    }
+    records = [
+        documents.Record(
+            "tta", Path(f"{label}.json"), {**_record(run_files), "label": label, "validation_curve": c}
+        )
+        for label, c in curves.items()
+    ]
+    points = documents.validation_curve_points(records)
+    assert sorted(points["variant"].unique()) == ["recipe", "steps_32"] and len(points) == 3
+    svg = documents.time_to_accuracy_figure(records)
+    assert svg.startswith("<?xml") and "<dc:date>" not in svg
+    assert documents.time_to_accuracy_figure(records) == svg
+    assert (
+        documents.time_to_accuracy_figure([documents.Record("x", Path("r.json"), _record(run_files))]) is None
+    )

@@ -108,6 +108,18 @@ def save_png(figure: Figure, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
+def to_svg(figure: Figure) -> str:
+    """SVG text of the figure without a date and with fixed element ids (text drawn as paths), so the same
+    figure gives the same text on every machine with the same matplotlib; closes the figure."""
+    buffer = io.StringIO()
+    try:
+        with plt.rc_context({"svg.hashsalt": "mednca", "svg.fonttype": "path"}):
+            figure.savefig(buffer, format="svg", metadata={"Date": None})
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
+
+
 def _png_bytes(figure: Figure, dpi: int) -> bytes:
     """PNG bytes of the figure without metadata (so the same figure gives the same bytes); closes it."""
     buffer = io.BytesIO()
@@ -706,4 +718,32 @@ def dataset_examples(examples: list[DatasetExample]) -> Figure:
         if _show_image(axis, example.image):
             _show_mask(axis, example.label, _as_slice(example.image).shape, LABEL_COLOUR, filled=False)
         axis.set_title(f"{example.dataset}\n{example.case_id}", fontsize=8)
+    return figure
+
+
+def validation_curves(curves: pd.DataFrame, targets: Sequence[float]) -> Figure:
+    """Validation Dice against minutes of training for the candidate recipes of a time-to-accuracy study:
+    one line per variant (colour) and seed (dashes), each target Dice a dotted line. curves columns:
+    variant, seed, train_seconds, dice_mean (one row per scored snapshot)."""
+    data = _clean(curves, ["variant", "seed"], ["train_seconds", "dice_mean"], required=["dice_mean"])
+    if data.empty:
+        return _no_data_figure("Time to accuracy")
+    variants, seeds = sorted(data["variant"].unique()), sorted(data["seed"].unique())
+    colours = dict(zip(variants, sns.color_palette("colorblind", len(variants)), strict=True))
+    dashes = {seed: SEED_DASHES[index % len(SEED_DASHES)] for index, seed in enumerate(seeds)}
+    figure = _figure(8.0, 3.6)
+    axis = figure.subplots()
+    for (variant, seed), run in data.groupby(["variant", "seed"]):
+        run = run.sort_values("train_seconds")
+        axis.plot(
+            run["train_seconds"] / 60, run["dice_mean"], color=colours[variant], marker="o", markersize=3,
+            linewidth=1.2, linestyle=(0, dashes[seed]) if dashes[seed] else "-",
+        )  # fmt: skip
+    for target in targets:
+        axis.axhline(target, color="0.4", linestyle=":", linewidth=1)
+    axis.set(xlabel="training time (min, 2-core CPU)", ylabel="mean validation Dice")
+    axis.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colour, marker="o", label=variant) for variant, colour in colours.items()]
+    handles += [Line2D([], [], color="0.4", linestyle=":", label="target Dice")] + _seed_handles(dashes)
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return figure
