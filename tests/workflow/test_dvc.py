@@ -238,7 +238,7 @@ def test_report_written_elsewhere_finds_every_result(demo: Path, tmp_path: Path)
 # ------------------------------------------------------------------- the report in a real browser
 
 
-@pytest.mark.parametrize("width", [1024, 1400])
+@pytest.mark.parametrize("width", [1024, 1440])
 def test_the_report_reads_in_a_browser(demo: Path, width: int) -> None:
     """Opened in headless Chromium as a reader would: every image decodes, every in-page link lands, no
     script or console error, nothing wider than the window at laptop widths, a wide table shows that it
