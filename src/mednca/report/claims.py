@@ -34,6 +34,7 @@ from mednca.report.statistics import (
     INCONCLUSIVE,
     NOT_HELD,
     NOT_TESTED,
+    PairedDifference,
     clustered_correlation,
     interval_text,
     sample_size,
@@ -94,8 +95,17 @@ class ClaimInputs:
     edge: dict | None = None
 
 
-def _judged(claim, paper, measured, difference, section, direction=1, margin=0.0) -> ClaimRow:
-    """A row whose verdict follows ``difference`` (``statistics.verdict``)."""
+def _judged(
+    claim: str,
+    paper: str,
+    measured: str,
+    difference: PairedDifference,
+    section: str,
+    direction: int = 1,
+    margin: float = 0.0,
+) -> ClaimRow:
+    """A row whose verdict follows ``difference`` against ``margin`` on the side of ``direction``
+    (``statistics.verdict``); ``measured`` names the difference, its value and interval follow."""
     outcome = verdict(difference, direction, margin) if difference.units else INCONCLUSIVE
     return ClaimRow(
         claim, paper, f"{measured}: {interval_text(difference)}", sample_size(difference), outcome, section
@@ -103,10 +113,12 @@ def _judged(claim, paper, measured, difference, section, direction=1, margin=0.0
 
 
 def _untested(claim: str, paper: str, why: str, section: str) -> ClaimRow:
+    """A row for a claim the run cannot test, saying why."""
     return ClaimRow(claim, paper, why, "–", NOT_TESTED, section)
 
 
 def _has(table: pd.DataFrame, dataset: str, model: str) -> bool:
+    """Whether the main table has a row of ``model`` on ``dataset``."""
     return (
         bool(((table["dataset"] == dataset) & (table["model"] == model)).any()) if not table.empty else False
     )
