@@ -147,7 +147,7 @@ def test_the_data_efficiency_study_trains_each_k_with_the_same_budget(demo: Path
     manifest = pd.read_csv(demo / "results" / "data" / "phantom" / "manifest.csv")
     train, test = (int((manifest["split"] == split).sum()) for split in ("train", "test"))
     runs = {(row.model, row.cases, row.seed): row for row in table.itertuples()}
-    models = ("med_nca", "segnet_from_phantom_multimodal")
+    models = ("med_nca", "segnet", "segnet_from_phantom_multimodal")
     assert sorted(runs) == sorted([(m, cases, 0) for m in models for cases in ("2", "all")])
     assert (table["iterations"] == 4).all() and (table["test_cases"] == test).all()
     assert table.set_index("cases")["train_cases"].to_dict() == {"2": 2, "all": train}
