@@ -143,6 +143,7 @@ def run_record(
         # The median epoch is what the run costs on a free machine: a paused or shared epoch inflates the sum.
         seconds = pd.read_csv(train_log_csv)["seconds"]
         record["training"]["epoch_seconds_median"] = float(seconds.median()) if len(seconds) else None
+        record["training"]["epoch_seconds_min"] = float(seconds.min()) if len(seconds) else None
     if quality_json is not None:
         record["nqm"] = read_json(Path(quality_json), "NQM failure detection")
     if learning_curve_csv is not None:

@@ -110,6 +110,7 @@ def test_a_record_holds_split_code_machine_and_both_splits_metrics(run_files: di
     pd.DataFrame({"epoch": [1, 2, 3], "seconds": [10.0, 900.0, 12.0]}).to_csv(log, index=False)
     timed = run_record(**{**_arguments(run_files), "train_log_csv": log})
     assert timed["training"]["epoch_seconds_median"] == 12.0  # a paused epoch does not move the median
+    assert timed["training"]["epoch_seconds_min"] == 10.0
     assert {name: facts["cases"] for name, facts in record["split"].items()} == {
         "train": 5, "validation": 2, "test": 3,
     }  # fmt: skip
@@ -257,3 +258,21 @@ def test_time_to_accuracy_figure_is_drawn_from_the_curves_the_same_every_time(ru
     assert (
         documents.time_to_accuracy_figure([documents.Record("x", Path("r.json"), _record(run_files))]) is None
     )
+
+
+def test_the_ablation_table_counts_a_paused_run_at_its_fastest_epoch(run_files) -> None:
+    """Two variants of 3 epochs: one with paused epochs (fastest 10 s), one without epoch times."""
+    paused = {**_record(run_files), "label": "paused"}
+    paused["training"] = {
+        **paused["training"],
+        "epochs": 3,
+        "train_seconds": 1810.0,
+        "epoch_seconds_median": 900.0,
+        "epoch_seconds_min": 10.0,
+    }
+    plain = {**_record(run_files), "label": "plain"}
+    plain["training"] = {**plain["training"], "epochs": 3, "train_seconds": 60.0}
+    frame = documents.ablation_frame(
+        [documents.Record("a", Path(f"{r['label']}.json"), r) for r in (paused, plain)]
+    )
+    assert frame.set_index("variant")["train_minutes"].to_dict() == {"paused": 0.5, "plain": 1.0}
