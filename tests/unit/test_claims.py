@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mednca.errors import DataError
-from mednca.report.claims import ClaimInputs, claim_rows, edge_row, parameter_row
+from mednca.report.claims import Evidence, claim_rows, edge_row, parameter_row
 from mednca.report.collect import Run, load_edge_record
 from mednca.report.findings import dice_findings
 from mednca.report.statistics import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED, clustered_correlation
@@ -57,7 +57,7 @@ def robustness_table(cases: int, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def inputs(cases: int = 20, nca_gain: float = 0.02, **changes) -> ClaimInputs:
+def inputs(cases: int = 20, nca_gain: float = 0.02, **changes) -> Evidence:
     rng = np.random.default_rng(0)
     per_case = per_case_table(cases, nca_gain, rng)
     robustness = robustness_table(cases, rng)
@@ -79,7 +79,7 @@ def inputs(cases: int = 20, nca_gain: float = 0.02, **changes) -> ClaimInputs:
         "paper_results": PAPER_RESULTS,
         "paper_parameters": PAPER_PARAMETERS,
     }
-    return ClaimInputs(**{**values, **changes})
+    return Evidence(**{**values, **changes})
 
 
 def by_claim(rows) -> dict[str, object]:

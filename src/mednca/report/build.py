@@ -17,7 +17,7 @@ from mednca.io import atomic_path
 from mednca.names import display_name
 from mednca.report import figures
 from mednca.report.cards import card_table, checklist, load_records, paper_settings
-from mednca.report.claims import ClaimInputs, claim_rows
+from mednca.report.claims import Evidence, claim_rows
 from mednca.report.collect import (
     Missing,
     ReportFiles,
@@ -91,10 +91,6 @@ def report_stage(
     summaries = load_summaries(runs, missing)
     training = load_training(runs, missing)
     curves = load_learning_curves(runs, missing)
-    paper_dice = {
-        dataset: {model: values.get("dice") for model, values in models.items()}
-        for dataset, models in paper_results.items()
-    }
     robustness = load_robustness(runs, studies, missing)
     quality = load_quality(runs, missing) if studies else {}
     overview = dataset_overview(files.datasets, missing)
@@ -115,21 +111,19 @@ def report_stage(
     efficiency_rows = None if efficiency is None else efficiency_summary(efficiency)
     volumes = small_split_volumes(per_case, FEW_TEST_CASES)
     edge = None if edge_record is None else load_edge_record(Path(edge_record))
-    claims = claim_rows(
-        ClaimInputs(
-            datasets=datasets,
-            table=table,
-            per_case=per_case,
-            robust=robust,
-            robustness=robustness,
-            quality=quality,
-            curves=curves,
-            paper_results=paper_results,
-            paper_parameters=paper_parameters,
-            efficiency=efficiency_rows,
-            efficiency_runs=efficiency,
-            edge=edge,
-        )
+    evidence = Evidence(
+        datasets=datasets,
+        table=table,
+        per_case=per_case,
+        robust=robust,
+        robustness=robustness,
+        quality=quality,
+        curves=curves,
+        paper_results=paper_results,
+        paper_parameters=paper_parameters,
+        efficiency=efficiency_rows,
+        efficiency_runs=efficiency,
+        edge=edge,
     )
     records = load_records(runs, missing)
     context = {
@@ -138,20 +132,9 @@ def report_stage(
         "edge_machine": None if edge is None else edge["machine"]["cpu"],
         "missing": missing.paths,
         "few_test_cases": FEW_TEST_CASES,
-        "claims": claims,
+        "claims": claim_rows(evidence),
         "checklist": checklist(records, config, paper_settings(repository), ablation_records is not None),
-        "findings": findings_sections(
-            table,
-            robust,
-            quality,
-            paper_parameters,
-            curves,
-            paper_dice,
-            efficiency_rows,
-            per_case=per_case,
-            robustness=robustness,
-            efficiency_runs=efficiency,
-        ),
+        "findings": findings_sections(evidence),
         "tables": {
             "main": html_table(table, MAIN_TABLE_COLUMNS, "main-results"),
             "per_volume": None if volumes.empty else html_table(volumes, PER_VOLUME_COLUMNS, "per-volume"),
@@ -190,7 +173,7 @@ def report_stage(
                 "Mean test Dice of the snapshots saved during training and of the trained model, against "
                 "training time and optimiser steps; dotted lines are the paper's values. Each point segments "
                 "the whole test split with one run per case.",
-                figures.learning_curves(curves, paper_dice),
+                figures.learning_curves(curves, evidence.paper_dice),
             ),
             "training": figure_item(
                 "Training curves", "Training loss per epoch.", figures.training_curves(training)

@@ -72,8 +72,8 @@ class ClaimRow:
 
 
 @dataclass(frozen=True)
-class ClaimInputs:
-    """What the claims are judged from, as the report loads it.
+class Evidence:
+    """What the claims table and the findings judge the claims from, as the report loads it.
 
     table: ``main_table``; per_case: ``load_per_case``; robust: ``robustness_summary``; robustness:
     ``load_robustness``; quality: NQM summaries per run (``load_quality``); curves:
@@ -94,6 +94,14 @@ class ClaimInputs:
     efficiency_runs: pd.DataFrame | None = None
     edge: dict | None = None
 
+    @property
+    def paper_dice(self) -> dict[str, dict[str, float]]:
+        """The paper's Dice per dataset and model (from ``paper_results``)."""
+        return {
+            dataset: {model: values.get("dice") for model, values in models.items()}
+            for dataset, models in self.paper_results.items()
+        }
+
 
 def _judged(
     claim: str,
@@ -106,7 +114,7 @@ def _judged(
 ) -> ClaimRow:
     """A row whose verdict follows ``difference`` against ``margin`` on the side of ``direction``
     (``statistics.verdict``); ``measured`` names the difference, its value and interval follow."""
-    outcome = verdict(difference, direction, margin) if difference.units else INCONCLUSIVE
+    outcome = verdict(difference, direction, margin)
     return ClaimRow(
         claim, paper, f"{measured}: {interval_text(difference)}", sample_size(difference), outcome, section
     )
@@ -133,18 +141,18 @@ def _paper_dice(paper_results: dict, dataset: str) -> str:
     return f"{signed(nca - unet)} ({nca:.3f} vs {unet:.3f})"
 
 
-def nca_datasets(inputs: ClaimInputs) -> list[str]:
+def nca_datasets(inputs: Evidence) -> list[str]:
     """The run's datasets on which it trains Med-NCA: those its claims can be tested on."""
     return [dataset for dataset in inputs.datasets if _has(inputs.table, dataset, NCA)]
 
 
-def _datasets(inputs: ClaimInputs) -> list[str]:
+def _datasets(inputs: Evidence) -> list[str]:
     """The datasets the run trains Med-NCA on, then the paper's other datasets (their rows: not tested)."""
     tested = nca_datasets(inputs)
     return tested + [name for name in inputs.paper_results if name not in tested]
 
 
-def dice_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def dice_rows(inputs: Evidence) -> list[ClaimRow]:
     """Per dataset: Med-NCA's test Dice above the UNet's, paired by case and seed."""
     rows = []
     for dataset in _datasets(inputs):
@@ -163,7 +171,7 @@ def dice_rows(inputs: ClaimInputs) -> list[ClaimRow]:
     return rows
 
 
-def equal_time_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def equal_time_rows(inputs: Evidence) -> list[ClaimRow]:
     """Per dataset with both learning curves: Med-NCA's Dice above the UNet's at equal training time."""
     rows, paper = [], "not reported (both trained 1000 epochs)"
     for dataset in nca_datasets(inputs):
@@ -182,7 +190,7 @@ def equal_time_rows(inputs: ClaimInputs) -> list[ClaimRow]:
     return rows
 
 
-def parameter_row(inputs: ClaimInputs) -> ClaimRow:
+def parameter_row(inputs: Evidence) -> ClaimRow:
     """Med-NCA about 500x smaller than the UNet: held when this run's ratio is at least the paper's over
     ``PARAMETER_RATIO_FACTOR``."""
     claim = "Med-NCA has about 500x fewer parameters than the UNet"
@@ -205,7 +213,7 @@ def parameter_row(inputs: ClaimInputs) -> ClaimRow:
 
 
 def _worst_drop_row(
-    inputs: ClaimInputs, dataset: str, studies: tuple[str, ...], claim: str, paper: str
+    inputs: Evidence, dataset: str, studies: tuple[str, ...], claim: str, paper: str
 ) -> ClaimRow:
     """Med-NCA's clean − perturbed Dice at its largest mean drop among ``studies``, judged against a slight
     drop (at most ``SLIGHT_DROP``)."""
@@ -224,7 +232,7 @@ def _worst_drop_row(
     return _judged(claim, paper, measured, difference, section, -1, SLIGHT_DROP)
 
 
-def robustness_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def robustness_rows(inputs: Evidence) -> list[ClaimRow]:
     """Per dataset: slight degradation under strong shifts, scale invariance and robustness to artefacts."""
     rows = []
     for dataset in nca_datasets(inputs):
@@ -250,7 +258,7 @@ def robustness_rows(inputs: ClaimInputs) -> list[ClaimRow]:
     return rows
 
 
-def artefact_row(inputs: ClaimInputs, dataset: str) -> ClaimRow:
+def artefact_row(inputs: Evidence, dataset: str) -> ClaimRow:
     """Med-NCA loses less Dice than the UNet under MRI artefacts: one verdict per study, the row's verdict
     the worst of them, its figure the study where Med-NCA compared worst."""
     claim, paper = f"{dataset}: Med-NCA more robust to MRI artefacts than the UNet", "robust (no figure)"
@@ -279,7 +287,7 @@ def artefact_row(inputs: ClaimInputs, dataset: str) -> ClaimRow:
     return ClaimRow(claim, paper, measured, sample_size(differences[worst]), overall, section)
 
 
-def quality_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def quality_rows(inputs: Evidence) -> list[ClaimRow]:
     """Per dataset: Med-NCA's NQM falls as its Dice rises (Spearman correlation over the robustness cases,
     clean and perturbed, cases resampled whole), with what the validation-calibrated threshold caught."""
     rows, paper = [], "high NQM flags likely failures (M3D-NCA)"
@@ -301,7 +309,7 @@ def quality_rows(inputs: ClaimInputs) -> list[ClaimRow]:
             else ""
         )
         measured = f"Spearman ρ of NQM and Dice {interval_text(correlation)}{detection}"
-        outcome = verdict(correlation, -1) if correlation.units else INCONCLUSIVE
+        outcome = verdict(correlation, -1)
         rows.append(ClaimRow(claim, paper, measured, sample_size(correlation), outcome, SECTIONS["quality"]))
     return rows
 
@@ -326,7 +334,7 @@ def edge_row(edge: dict | None) -> ClaimRow:
     return ClaimRow(claim, paper, measured, f"{lightest['repeats']} repeats", outcome, SECTIONS["edge"])
 
 
-def transfer_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def transfer_rows(inputs: Evidence) -> list[ClaimRow]:
     """MRISeg's aim, from the data-efficiency study: a pre-trained model fine-tuned on the fewest cases
     beats the same model trained from scratch on them."""
     paper = "transfers with little new data (no metric)"
@@ -351,7 +359,7 @@ def transfer_rows(inputs: ClaimInputs) -> list[ClaimRow]:
     return rows
 
 
-def claim_rows(inputs: ClaimInputs) -> list[ClaimRow]:
+def claim_rows(inputs: Evidence) -> list[ClaimRow]:
     """Every claim of the source works, in the order of the paper's abstract, then NQM, the Pi and MRISeg."""
     return [
         *dice_rows(inputs),

@@ -335,8 +335,7 @@ def dice_vs_cost(summary: pd.DataFrame) -> Figure:
     Two panels sharing the y axis, x on log scale, colour per model (named in the legend: labels beside the
     points would collide when models sit close), marker per dataset (Dice against training time is
     :func:`learning_curves`). summary columns: dataset, model, dice_mean, dice_std, parameters,
-    inference_seconds (one row per dataset x model; a NaN or non-positive
-    value skips that point).
+    inference_seconds (one row per dataset x model; a NaN or non-positive value skips that point).
     """
     costs = {"parameters": "parameters", "inference_seconds": "inference time (s / volume)"}
     data = _clean(summary, ["dataset", "model"], ["dice_mean", "dice_std", *costs], required=["dice_mean"])

@@ -17,6 +17,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from mednca.report.statistics import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED
+
 
 @dataclass(frozen=True)
 class Column:
@@ -104,25 +106,22 @@ def _figure_markup(item: FigureItem | None) -> Markup:
     )
 
 
+VERDICT_CLASSES = {HELD: "held", NOT_HELD: "not-held", INCONCLUSIVE: "inconclusive", NOT_TESTED: "not-tested"}
+"""The CSS class of each verdict (``statistics``)."""
+
+
+def _span(verdict: str) -> str:
+    """A verdict in its coloured span."""
+    return f'<span class="{VERDICT_CLASSES[verdict]}">{verdict}</span>'
+
+
 def _verdict(sentence: str) -> Markup:
     """A finding with 'held' / 'did not hold' / 'inconclusive at this sample size' highlighted."""
     text = str(escape(sentence))
-    text = text.replace("did not hold", '<span class="not-held">did not hold</span>')
-    text = text.replace(" held", ' <span class="held">held</span>')
-    text = text.replace(
-        "inconclusive at this sample size",
-        '<span class="inconclusive">inconclusive at this sample size</span>',
-    )
+    text = text.replace(NOT_HELD, _span(NOT_HELD))
+    text = text.replace(f" {HELD}", f" {_span(HELD)}")
+    text = text.replace(INCONCLUSIVE, _span(INCONCLUSIVE))
     return Markup(text)
-
-
-VERDICT_CLASSES = {
-    "held": "held",
-    "did not hold": "not-held",
-    "inconclusive at this sample size": "inconclusive",
-    "not tested": "not-tested",
-}
-"""The CSS class of each verdict word (``statistics``)."""
 
 
 def render_report(context: dict) -> str:

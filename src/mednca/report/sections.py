@@ -10,7 +10,7 @@ from mednca.evaluate.overlays import read_case_slices
 from mednca.evaluate.quality import quality_population
 from mednca.names import display_name, is_nca
 from mednca.report import figures
-from mednca.report.claims import SECTIONS
+from mednca.report.claims import SECTIONS, Evidence
 from mednca.report.collect import Run, RunFiles, first_seeds, load_gallery, load_trajectory, rows_of
 from mednca.report.findings import (
     dice_findings,
@@ -158,47 +158,40 @@ def quality_figures(robustness: pd.DataFrame, quality: dict[Run, dict]) -> list[
     return items
 
 
-def findings_sections(
-    table: pd.DataFrame,
-    robust: pd.DataFrame,
-    quality: dict[Run, dict],
-    paper_parameters: dict,
-    curves: pd.DataFrame,
-    paper_dice: dict[str, dict[str, float]],
-    efficiency: pd.DataFrame | None = None,
-    *,
-    per_case: pd.DataFrame | None = None,
-    robustness: pd.DataFrame | None = None,
-    efficiency_runs: pd.DataFrame | None = None,
-) -> list[dict]:
+def findings_sections(evidence: Evidence) -> list[dict]:
     """The findings sections, each with an anchor (``claims.SECTIONS``, where the claims table links), a
     title, its sentences and what to say when it has none (the data-efficiency section has sentences only
-    when ``efficiency``, ``efficiency_summary``, is given).
+    when the run has the study).
 
-    The verdicts on the paper's claims pair per-case results: ``per_case`` (``load_per_case``) for the
-    Dice, ``robustness`` (``load_robustness``) for the drops and ``efficiency_runs`` (``read_efficiency``,
-    one row per run) for pre-training; a claim whose results are not given is not judged.
+    They read the same ``evidence`` as the claims table: the verdicts pair per-case results (the Dice, the
+    robustness drops) and, for pre-training, the data-efficiency runs by seed.
     """
+    table, robust, curves = evidence.table, evidence.robust, evidence.curves
+    efficiency = evidence.efficiency
     quality_by_key = {
-        (run.dataset, run.model, run.seed): summary for run, summary in quality.items() if is_nca(run.model)
+        (run.dataset, run.model, run.seed): summary
+        for run, summary in evidence.quality.items()
+        if is_nca(run.model)
     }
     return [
         {
             "id": SECTIONS["accuracy"],
             "title": "Accuracy, size and speed",
-            "sentences": dice_findings(table, paper_parameters, per_case) if not table.empty else [],
+            "sentences": dice_findings(table, evidence.paper_parameters, evidence.per_case)
+            if not table.empty
+            else [],
             "empty": "No evaluation results.",
         },
         {
             "id": SECTIONS["time"],
             "title": "Accuracy against training time",
-            "sentences": equal_time_findings(curves, paper_dice) if not curves.empty else [],
+            "sentences": equal_time_findings(curves, evidence.paper_dice) if not curves.empty else [],
             "empty": "No learning curves.",
         },
         {
             "id": SECTIONS["robustness"],
             "title": "Robustness: shifts, scale and MRI artefacts",
-            "sentences": robustness_findings(robust, robustness) if not robust.empty else [],
+            "sentences": robustness_findings(robust, evidence.robustness) if not robust.empty else [],
             "empty": "No robustness results.",
         },
         {
@@ -210,7 +203,9 @@ def findings_sections(
         {
             "id": SECTIONS["efficiency"],
             "title": "How much data each model needs (transfer)",
-            "sentences": [] if efficiency is None else efficiency_findings(efficiency, efficiency_runs),
+            "sentences": []
+            if efficiency is None
+            else efficiency_findings(efficiency, evidence.efficiency_runs),
             "empty": "No data-efficiency study in this run.",
         },
     ]

@@ -303,16 +303,18 @@ def signed(value: float) -> str:
     return f"{round(value, 3) + 0.0:+.3f}"
 
 
+def _interval(difference: PairedDifference) -> str:
+    """'95 % CI -0.004 to +0.027'."""
+    return f"{difference.confidence * 100:g} % CI {signed(difference.low)} to {signed(difference.high)}"
+
+
 def interval_text(difference: PairedDifference) -> str:
     """'+0.012 (95 % CI -0.004 to +0.027)'; the value alone, saying why, when there is no interval."""
     if difference.units == 0 or math.isnan(difference.mean):
         return "n/a (nothing paired)"
     if difference.units < MIN_UNITS or math.isnan(difference.low):
         return f"{signed(difference.mean)} (no interval from {sample_size(difference)})"
-    return (
-        f"{signed(difference.mean)} ({difference.confidence * 100:g} % CI {signed(difference.low)} to "
-        f"{signed(difference.high)})"
-    )
+    return f"{signed(difference.mean)} ({_interval(difference)})"
 
 
 def describe(difference: PairedDifference) -> str:
@@ -321,6 +323,5 @@ def describe(difference: PairedDifference) -> str:
         return "n/a (nothing paired)"
     if difference.units < MIN_UNITS:
         return f"{signed(difference.mean)} (no interval or test from {sample_size(difference)})"
-    return (
-        f"{interval_text(difference)[:-1]}, Wilcoxon {p_text(difference.p_value)}; {sample_size(difference)})"
-    )
+    test = f"Wilcoxon {p_text(difference.p_value)}; {sample_size(difference)}"
+    return f"{signed(difference.mean)} ({_interval(difference)}, {test})"
