@@ -22,7 +22,7 @@ import pandas as pd
 from mednca.data.split import SPLITS
 from mednca.errors import DataError
 from mednca.names import display_name
-from mednca.report.tables import efficiency_summary
+from mednca.report.tables import ablation_summary, efficiency_summary
 
 RECORDS_DIR, RESULTS_DOC, README = Path("records"), Path("docs/results.md"), Path("README.md")
 PERFORMANCE_DOC = Path("docs/performance.md")
@@ -297,21 +297,16 @@ def ablation_records(folder: Path) -> pd.DataFrame:
 def ablation_table(records: list[Record]) -> list[str]:
     """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, vs the paper."""
     runs = ablation_frame(records)
-    grouped = runs.groupby("variant", sort=False)
-    table = grouped.agg(
-        seeds=("seed", "count"), epochs=("epochs", "first"), minutes=("train_minutes", "mean"),
-        dice=("dice_mean", "mean"), low=("dice_mean", "min"), high=("dice_mean", "max"),
-    )  # fmt: skip
-    reference = table["dice"].get(ABLATION_REFERENCE, float("nan"))
+    table = ablation_summary(runs, ABLATION_REFERENCE).set_index("variant")
     rows = [
         [
             str(variant),
             str(int(row.seeds)),
             str(int(row.epochs)),
-            _number(row.minutes, 1),
+            _number(row.train_minutes, 1),
             _number(row.dice),
-            f"{_number(row.low)}-{_number(row.high)}",
-            f"{row.dice - reference:+.3f}" if pd.notna(reference) else "n/a",
+            f"{_number(row.dice_seed_min)}-{_number(row.dice_seed_max)}",
+            f"{row.dice_vs_reference:+.3f}" if pd.notna(row.dice_vs_reference) else "n/a",
         ]
         for variant, row in table.iterrows()
     ]
@@ -319,9 +314,24 @@ def ablation_table(records: list[Record]) -> list[str]:
     header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
     lines = _table([*header, "seeds' range", f"vs {ABLATION_REFERENCE}"], rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
-    verdict = f"Highest mean validation Dice: **{best}** ({_number(table['dice'][best])}). CPU: {cpus}."
+    verdict = (
+        f"Highest mean validation Dice: **{best}** ({_number(table['dice'][best])}). "
+        f"{_overlapping_sentence(table, best)} CPU: {cpus}."
+    )
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."
     return [*lines, "", verdict, "", note]
+
+
+def _overlapping_sentence(table: pd.DataFrame, best: str) -> str:
+    """Which variants the seeds cannot tell from ``best``: those whose range of seed Dice meets its range."""
+    overlapping = [
+        str(variant)
+        for variant, row in table.iterrows()
+        if variant != best and row.dice_seed_max >= table.at[best, "dice_seed_min"]
+    ]
+    if not overlapping:
+        return "No other variant's range of seeds reaches it."
+    return f"Not separable from it at these seeds (their ranges of seeds meet): {', '.join(overlapping)}."
 
 
 TIME_TO_ACCURACY_TARGETS = (0.87, 0.88)

@@ -168,7 +168,8 @@ def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp
     results, readme = rendered[documents.RESULTS_DOC], rendered[documents.README]
     assert "| phantom | Med-NCA | 0 | 25,920 | 2.0 min, 3 epochs |" in results
     assert "0.750 ± 0.050 (2)" in results and "0.800 ± 0.050 (3)" in results
-    assert "Highest mean validation Dice: **ema** (0.780)" in results and "| ema | 1 | 3 |" in results
+    assert "Highest mean validation Dice: **ema** (0.780). No other variant's range" in results
+    assert "| ema | 1 | 3 |" in results
     assert "| demo | Med-NCA | 25,920 | 0.750 ± 0.050 (2) | 0.800 ± 0.050 (3) |" in readme
     assert readme.startswith("# x\n") and readme.endswith("\n\nend\n") and "old" not in readme
     performance = rendered[documents.PERFORMANCE_DOC]
@@ -276,3 +277,17 @@ def test_the_ablation_table_counts_a_paused_run_at_its_fastest_epoch(run_files) 
         [documents.Record("a", Path(f"{r['label']}.json"), r) for r in (paused, plain)]
     )
     assert frame.set_index("variant")["train_minutes"].to_dict() == {"paused": 0.5, "plain": 1.0}
+
+
+def test_the_ablation_names_the_variants_its_seeds_cannot_separate_from_the_best(run_files) -> None:
+    """best: 0.80-0.84; close: 0.79-0.81 meets it; far: 0.70-0.75 does not."""
+    records = []
+    for variant, dices in (("best", (0.80, 0.84)), ("close", (0.79, 0.81)), ("far", (0.70, 0.75))):
+        for seed, dice in enumerate(dices):
+            record = {**_record(run_files), "label": variant}
+            record["run"] = {**record["run"], "seed": seed}
+            record["metrics"] = {"validation": {**record["metrics"]["validation"], "dice_mean": dice}}
+            records.append(documents.Record(variant, Path(f"{variant}{seed}.json"), record))
+    text = "\n".join(documents.ablation_table(records))
+    assert "Highest mean validation Dice: **best** (0.820). Not separable from it" in text
+    assert "(their ranges of seeds meet): close. CPU" in text

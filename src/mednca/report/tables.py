@@ -168,8 +168,9 @@ def robustness_wide(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFrame:
-    """Per variant (in first-seen order): seeds, epochs, mean training minutes, mean test Dice over seeds,
-    the seeds' lowest and highest Dice, mean HD95 and the Dice difference to the ``reference`` variant."""
+    """Per variant (in first-seen order): seeds, epochs, mean training minutes, mean Dice over seeds (on the
+    split the runs were scored on), the seeds' lowest and highest Dice, mean HD95 and the Dice difference to
+    the ``reference`` variant."""
     grouped = runs.groupby("variant", sort=False)
     table = pd.DataFrame(
         {
