@@ -226,16 +226,24 @@ def test_the_committed_documents_are_their_rendering_from_the_committed_records(
     assert not stale, f"{stale}: run `mednca records render` and commit the result"
 
 
-def test_time_to_accuracy_is_read_from_validation_curves(run_files: dict[str, Path]) -> None:
+def test_time_to_accuracy_counts_epochs_at_the_fastest_epoch(run_files: dict[str, Path]) -> None:
+    """24 epochs of which the fastest took 50 s, paused for an hour (3600 s of wall time): the curve's
+    minutes are epochs x 50 s, so a pause does not count; without epoch times, the wall time."""
     record = {**_record(run_files), "label": "steps_32"}
+    timing = {"epochs": 24, "train_seconds": 3600.0, "epoch_seconds_min": 50.0}
+    record["training"] = {**record["training"], **timing}
     record["validation_curve"] = [
         {"epoch": 8, "train_seconds": 600.0, "dice_mean": 0.86},
-        {"epoch": 16, "train_seconds": 1200.0, "dice_mean": 0.875},
-        {"epoch": 24, "train_seconds": 1800.0, "dice_mean": 0.879},
+        {"epoch": 16, "train_seconds": 2900.0, "dice_mean": 0.875},
+        {"epoch": 24, "train_seconds": 3600.0, "dice_mean": 0.879},
     ]
     table = "\n".join(documents.time_to_accuracy_table([documents.Record("fast", Path("x.json"), record)]))
-    assert "| steps_32 | 0 | 20.0 | not reached | 0.879 |" in table
-    assert documents.minutes_to(record["validation_curve"], 0.86) == 10.0
+    assert "| steps_32 | 0 | 13.3 | not reached | not reached | 0.879 | 20.0 | 50 |" in table
+    curve = documents.undisturbed_curve(documents.Record("fast", Path("x.json"), record))
+    assert documents.minutes_to(curve, 0.86) == pytest.approx(8 * 50 / 60)
+    del record["training"]["epoch_seconds_min"]
+    curve = documents.undisturbed_curve(documents.Record("fast", Path("x.json"), record))
+    assert [point["minutes"] for point in curve] == [20.0, 40.0, 60.0]
 
 
 def test_time_to_accuracy_figure_is_drawn_from_the_curves_the_same_every_time(run_files) -> None:

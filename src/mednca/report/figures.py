@@ -723,8 +723,8 @@ def dataset_examples(examples: list[DatasetExample]) -> Figure:
 def validation_curves(curves: pd.DataFrame, targets: Sequence[float]) -> Figure:
     """Validation Dice against minutes of training for the candidate recipes of a time-to-accuracy study:
     one line per variant (colour) and seed (dashes), each target Dice a dotted line. curves columns:
-    variant, seed, train_seconds, dice_mean (one row per scored snapshot)."""
-    data = _clean(curves, ["variant", "seed"], ["train_seconds", "dice_mean"], required=["dice_mean"])
+    variant, seed, minutes (of training), dice_mean (one row per scored snapshot)."""
+    data = _clean(curves, ["variant", "seed"], ["minutes", "dice_mean"], required=["dice_mean"])
     if data.empty:
         return _no_data_figure("Time to accuracy")
     variants, seeds = sorted(data["variant"].unique()), sorted(data["seed"].unique())
@@ -733,9 +733,9 @@ def validation_curves(curves: pd.DataFrame, targets: Sequence[float]) -> Figure:
     figure = _figure(8.0, 3.6)
     axis = figure.subplots()
     for (variant, seed), run in data.groupby(["variant", "seed"]):
-        run = run.sort_values("train_seconds")
+        run = run.sort_values("minutes")
         axis.plot(
-            run["train_seconds"] / 60, run["dice_mean"], color=colours[variant], marker="o", markersize=3,
+            run["minutes"], run["dice_mean"], color=colours[variant], marker="o", markersize=3,
             linewidth=1.2, linestyle=(0, dashes[seed]) if dashes[seed] else "-",
         )  # fmt: skip
     for target in targets:
