@@ -20,6 +20,7 @@ AMX) and the fp32 (and, where the CPU has native bfloat16, bf16) matrix-multipli
     python benchmarks/speed.py --cases nca16_train  # some cases
     python benchmarks/speed.py --original ../M3D-NCA  # with the original code's classes
     python benchmarks/speed.py --busy 2             # beside a CPU-bound process of 2 threads (shared cores)
+    python benchmarks/speed.py --original ../M3D-NCA --record  # also commit a record (docs/performance.md)
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ import m3dnca
 import torch
 import torch.nn.functional as F
 
+from mednca import provenance
 from mednca.device import peak_memory_mb, resolve_device
+from mednca.documents import save_benchmark_record
 from mednca.models import build_model, count_parameters
 from mednca.models.formulations import resolve_formulation
 from mednca.models.reference import with_reference_rules
 
+ROOT = Path(__file__).resolve().parent.parent
 BATCH, SIZE, VOLUME_SLICES, STEPS, HIDDEN = 48, 64, 40, 64, 128
 UNET = {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2), "num_res_units": 2}
 
@@ -386,6 +390,11 @@ def main() -> None:
         metavar="THREADS",
         help="time every case beside a CPU-bound process of THREADS threads, as on a shared machine",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also write the measurements as a record under records/benchmarks/speed/ (docs/performance.md)",
+    )
     parser.add_argument("--single", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -434,6 +443,18 @@ def main() -> None:
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    if args.record:
+        machine = provenance.machine(torch.get_num_threads())
+        record = {
+            "benchmark": "speed",
+            "machine": machine,
+            "commit": provenance.git_state(),
+            "date": time.strftime("%Y-%m-%d"),
+            "steps": STEPS,
+            **report,
+        }
+        label = f"{machine['cpu']} {machine['threads']} threads" + (f" busy {args.busy}" if args.busy else "")
+        print(f"record: {save_benchmark_record(record, ROOT / 'records', 'speed', label)}")
     print(f"{cpu['cpu']} ({', '.join(cpu['cpu_features'])}; PyTorch {cpu['torch_cpu_capability']})")
     beside = f", beside a CPU-bound process of {args.busy} threads" if args.busy else ""
     print(f"device {device}, {torch.get_num_threads()} threads{beside}; matmul GFLOP/s (fastest of 10):")

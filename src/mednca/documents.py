@@ -31,6 +31,7 @@ BENCHMARKS = "benchmarks"
 not run records."""
 EDGE_START, EDGE_END = "<!-- edge-table:start -->", "<!-- edge-table:end -->"
 PROFILE_START, PROFILE_END = "<!-- profile-table:start -->", "<!-- profile-table:end -->"
+SPEED_START, SPEED_END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
 PHASES, STAGES = ("draws", "gathers", "products", "other"), ("forward", "backward")
 EDGE_TARGETS = {"volume_seconds": 1.0, "onnxruntime_mb": 300.0}
 """The edge profile's targets: a hippocampus volume in at most 1 s at one thread and with at most 300 MB
@@ -652,6 +653,62 @@ def profile_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(_table([*header, "iteration (s)", "commit"], rows)) + "\n"
 
 
+def _speed_label(row: dict[str, Any]) -> str:
+    """How a speed-benchmark row's Med-NCA is computed: the library's formulation, or the original."""
+    per_slice = " slice by slice" if row["task"] == "infer" and row["slices_per_forward"] == 1 else ""
+    if row["implementation"] == "original":
+        return f"original code (M3D-NCA){per_slice}"
+    if row["implementation"] == "reference":
+        return f"original rule (library copy){per_slice}"
+    checkpointed = ", checkpointed" if row["arguments"].get("checkpoint_steps") else ""
+    return f"{row['cell_rule']} {row['compute']}{checkpointed}"
+
+
+def _speedup(row: dict[str, Any], rows: list[dict[str, Any]], implementation: str) -> str:
+    """How many times faster ``row`` is than the fastest ``implementation`` row of its task and width."""
+    others = [
+        other["seconds"]
+        for other in rows
+        if other["implementation"] == implementation
+        and (other["task"], other["arguments"]["channels"]) == (row["task"], row["arguments"]["channels"])
+    ]
+    return f"{min(others) / row['seconds']:.1f}x" if others and row["implementation"] == "ours" else "–"
+
+
+def speed_table(records: list[dict[str, Any]]) -> str:
+    """Per speed-benchmark record: its CPU and settings, then one row per Med-NCA case (task, channels,
+    formulation, seconds, peak memory) with its speed-up over the original code and the original rule."""
+    if not records:
+        return "No speed benchmark has been recorded yet: run `python benchmarks/speed.py --record`.\n"
+    lines = []
+    for record in records:
+        machine = record["machine"]
+        lines += [
+            f"{machine['cpu']} ({', '.join(machine['isa']) or 'no AVX'}), {machine['threads']} threads, "
+            f"PyTorch {record['torch']}, {record['steps']} steps per level, "
+            f"commit {_commit(record['commit'])}, {record['date']}"
+            + (f", beside {record['competing_threads']} busy threads" if record["competing_threads"] else "")
+            + ":",
+            "",
+        ]
+        rows = [row for row in record["cases"] if row["model"] == "med_nca"]
+        table = [
+            [
+                "training iteration" if row["task"] == "train" else "volume inference",
+                str(row["arguments"]["channels"]),
+                _speed_label(row),
+                f"{row['seconds']:.3f}",
+                f"{row['peak_memory_mb']:.0f}",
+                _speedup(row, rows, "original"),
+                _speedup(row, rows, "reference"),
+            ]
+            for row in sorted(rows, key=lambda r: (r["task"], r["arguments"]["channels"], r["seconds"]))
+        ]
+        header = ["work", "channels", "computed by", "seconds", "peak memory (MB)", "vs original code"]
+        lines += [*_table([*header, "vs original rule"], table), ""]
+    return "\n".join(lines)
+
+
 def _edge_verdict(rows: list[dict[str, Any]]) -> str:
     """Whether the fastest one-thread volume latency and ONNX Runtime's peak memory on a volume meet the
     targets."""
@@ -683,6 +740,8 @@ def render_documents(root: Path) -> dict[Path, str]:
     performance = (root / PERFORMANCE_DOC).read_text()
     edge = edge_table(benchmark_records(root / RECORDS_DIR, "edge"))
     performance = between_markers(performance, edge, EDGE_START, EDGE_END, PERFORMANCE_DOC)
+    speed = speed_table(benchmark_records(root / RECORDS_DIR, "speed"))
+    performance = between_markers(performance, speed, SPEED_START, SPEED_END, PERFORMANCE_DOC)
     profile = profile_table(benchmark_records(root / RECORDS_DIR, "iteration_profile"))
     documents = {
         RESULTS_DOC: render_results(records, root / SUPERSEDED_ABLATION),

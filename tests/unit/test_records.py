@@ -140,7 +140,10 @@ def _commit_records(root: Path, files: dict[str, Path]) -> None:
         path.write_text(json.dumps(ablation))
     (root / "README.md").write_text(f"# x\n\n{documents.TABLE_START}\nold\n{documents.TABLE_END}\n\nend\n")
     (root / "docs").mkdir()
-    markers = (documents.EDGE_START, documents.EDGE_END, documents.PROFILE_START, documents.PROFILE_END)
+    markers = (
+        documents.EDGE_START, documents.EDGE_END, documents.PROFILE_START, documents.PROFILE_END,
+        documents.SPEED_START, documents.SPEED_END,
+    )  # fmt: skip
     (root / "docs" / "performance.md").write_text("# p\n" + "\n".join(markers) + "\n")
     edge = root / "records" / "benchmarks" / "edge" / "test-cpu.json"
     edge.parent.mkdir(parents=True)
@@ -285,6 +288,33 @@ def test_the_ablation_table_counts_a_paused_run_at_its_fastest_epoch(run_files) 
         [documents.Record("a", Path(f"{r['label']}.json"), r) for r in (paused, plain)]
     )
     assert frame.set_index("variant")["train_minutes"].to_dict() == {"paused": 0.5, "plain": 1.0}
+
+
+def test_the_speed_table_gives_each_formulation_its_speed_up_over_the_original(tmp_path: Path) -> None:
+    """Training at 16 channels: the library's gathered rule 0.5 s, the original code 1.5 s, the library's
+    copy of the original rule 2.0 s; the original's own rows carry no speed-up."""
+
+    def row(implementation: str, seconds: float, cell_rule: str = "original") -> dict:
+        return {
+            "model": "med_nca", "task": "train", "implementation": implementation, "slices_per_forward": 40,
+            "arguments": {"channels": 16}, "cell_rule": cell_rule, "compute": "fp32", "seconds": seconds,
+            "peak_memory_mb": 300.0,
+        }  # fmt: skip
+
+    record = {
+        "machine": {"cpu": "Test CPU", "isa": ["avx2"], "threads": 2}, "torch": "2", "steps": 64,
+        "commit": "abcdef1234567", "date": "2026-12-07", "competing_threads": 0,
+        "cases": [row("ours", 0.5, "gather"), row("original", 1.5), row("reference", 2.0),
+                  {"model": "unet", "task": "train", "implementation": "ours", "seconds": 0.1}],
+    }  # fmt: skip
+    path = documents.save_benchmark_record(record, tmp_path / "records", "speed", "Test CPU 2 threads")
+    assert path == tmp_path / "records" / "benchmarks" / "speed" / "test-cpu-2-threads.json"
+    table = documents.speed_table(documents.benchmark_records(tmp_path / "records", "speed"))
+    assert "Test CPU (avx2), 2 threads, PyTorch 2, 64 steps per level" in table
+    assert "| training iteration | 16 | gather fp32 | 0.500 | 300 | 3.0x | 4.0x |" in table
+    assert "| training iteration | 16 | original code (M3D-NCA) | 1.500 | 300 | – | – |" in table
+    assert "unet" not in table and len(table.splitlines()) == 7
+    assert documents.speed_table([]).startswith("No speed benchmark has been recorded yet")
 
 
 def test_the_ablation_names_the_variants_its_seeds_cannot_separate_from_the_best(run_files) -> None:
