@@ -661,7 +661,8 @@ def _speed_label(row: dict[str, Any]) -> str:
     if row["implementation"] == "reference":
         return f"original rule (library copy){per_slice}"
     checkpointed = ", checkpointed" if row["arguments"].get("checkpoint_steps") else ""
-    return f"{row['cell_rule']} {row['compute']}{checkpointed}"
+    chosen = "" if "cell_rule" in row["arguments"] else " (cell_rule auto)"
+    return f"{row['cell_rule']} {row['compute']}{checkpointed}{chosen}"
 
 
 def _speedup(row: dict[str, Any], rows: list[dict[str, Any]], implementation: str) -> str:
@@ -702,7 +703,9 @@ def speed_table(records: list[dict[str, Any]]) -> str:
                 _speedup(row, rows, "original"),
                 _speedup(row, rows, "reference"),
             ]
-            for row in sorted(rows, key=lambda r: (r["task"], r["arguments"]["channels"], r["seconds"]))
+            for row in sorted(
+                rows, key=lambda r: (r["task"] != "train", r["arguments"]["channels"], r["seconds"])
+            )
         ]
         header = ["work", "channels", "computed by", "seconds", "peak memory (MB)", "vs original code"]
         lines += [*_table([*header, "vs original rule"], table), ""]

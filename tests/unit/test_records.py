@@ -311,7 +311,7 @@ def test_the_speed_table_gives_each_formulation_its_speed_up_over_the_original(t
     assert path == tmp_path / "records" / "benchmarks" / "speed" / "test-cpu-2-threads.json"
     table = documents.speed_table(documents.benchmark_records(tmp_path / "records", "speed"))
     assert "Test CPU (avx2), 2 threads, PyTorch 2, 64 steps per level" in table
-    assert "| training iteration | 16 | gather fp32 | 0.500 | 300 | 3.0x | 4.0x |" in table
+    assert "| training iteration | 16 | gather fp32 (cell_rule auto) | 0.500 | 300 | 3.0x | 4.0x |" in table
     assert "| training iteration | 16 | original code (M3D-NCA) | 1.500 | 300 | – | – |" in table
     assert "unet" not in table and len(table.splitlines()) == 7
     assert documents.speed_table([]).startswith("No speed benchmark has been recorded yet")
