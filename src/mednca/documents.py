@@ -22,7 +22,7 @@ import pandas as pd
 from mednca.data.split import SPLITS
 from mednca.errors import DataError
 from mednca.names import display_name
-from mednca.report.tables import ablation_summary, efficiency_summary
+from mednca.report.tables import ablation_summary, ablation_verdict, efficiency_summary
 
 RECORDS_DIR, RESULTS_DOC, README = Path("records"), Path("docs/results.md"), Path("README.md")
 PERFORMANCE_DOC = Path("docs/performance.md")
@@ -329,28 +329,12 @@ def ablation_table(records: list[Record]) -> list[str]:
         ]
         for variant, row in table.iterrows()
     ]
-    best = table["dice"].idxmax()
     header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
     lines = _table([*header, "seeds' range", f"vs {ABLATION_REFERENCE}"], rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
-    verdict = (
-        f"Highest mean validation Dice: **{best}** ({_number(table['dice'][best])}). "
-        f"{_overlapping_sentence(table, best)} CPU: {cpus}."
-    )
+    verdict = f"{ablation_verdict(table.reset_index())} CPU: {cpus}."
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."
     return [*lines, "", verdict, "", note]
-
-
-def _overlapping_sentence(table: pd.DataFrame, best: str) -> str:
-    """Which variants the seeds cannot tell from ``best``: those whose range of seed Dice meets its range."""
-    overlapping = [
-        str(variant)
-        for variant, row in table.iterrows()
-        if variant != best and row.dice_seed_max >= table.at[best, "dice_seed_min"]
-    ]
-    if not overlapping:
-        return "No other variant's range of seeds reaches it."
-    return f"Not separable from it at these seeds (their ranges of seeds meet): {', '.join(overlapping)}."
 
 
 TIME_TO_ACCURACY_TARGETS = (0.87, 0.88, 0.89)

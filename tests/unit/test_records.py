@@ -171,7 +171,7 @@ def test_documents_are_rendered_from_the_records(run_files: dict[str, Path], tmp
     results, readme = rendered[documents.RESULTS_DOC], rendered[documents.README]
     assert "| phantom | Med-NCA | 0 | 25,920 | 2.0 min, 3 epochs |" in results
     assert "0.750 ± 0.050 (2)" in results and "0.800 ± 0.050 (3)" in results
-    assert "Highest mean validation Dice: **ema** (0.780). No other variant's range" in results
+    assert "Highest mean Dice: ema (0.780); no other variant's range of seeds reaches it." in results
     assert "| ema | 1 | 3 |" in results
     assert "| demo | Med-NCA | 25,920 | 0.750 ± 0.050 (2) | 0.800 ± 0.050 (3) |" in readme
     assert readme.startswith("# x\n") and readme.endswith("\n\nend\n") and "old" not in readme
@@ -327,5 +327,5 @@ def test_the_ablation_names_the_variants_its_seeds_cannot_separate_from_the_best
             record["metrics"] = {"validation": {**record["metrics"]["validation"], "dice_mean": dice}}
             records.append(documents.Record(variant, Path(f"{variant}{seed}.json"), record))
     text = "\n".join(documents.ablation_table(records))
-    assert "Highest mean validation Dice: **best** (0.820). Not separable from it" in text
+    assert "Highest mean Dice: best (0.820); not separable from it" in text
     assert "(their ranges of seeds meet): close. CPU" in text

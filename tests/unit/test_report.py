@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -703,6 +704,8 @@ def test_report_shows_a_recipe_ablation_per_variant(results: Path, tmp_path: Pat
     header, *rows = parse(out.read_text()).tables["ablation"]
     cells = {row[0][0]: dict(zip([text for text, _ in header], row, strict=True)) for row in rows}
     assert set(cells) == {"paper", "ema"}
+    verdict = "Highest mean Dice: ema (0.855); no other variant's range of seeds reaches it."
+    assert verdict in html.unescape(out.read_text())
     assert cells["ema"]["Validation Dice (mean over seeds)"][0] == "0.855"
     assert cells["ema"]["Seeds' range"][0] == "0.850–0.860"
     assert cells["ema"]["Dice − paper recipe"][0] == "0.045"

@@ -57,6 +57,7 @@ from mednca.report.sections import (
 )
 from mednca.report.tables import (
     ablation_summary,
+    ablation_verdict,
     efficiency_summary,
     main_table,
     read_efficiency,
@@ -126,7 +127,11 @@ def report_stage(
         edge=edge,
     )
     records = load_records(runs, missing)
+    ablation, ablation_verdict = (
+        (None, None) if ablation_records is None else ablation_table(Path(ablation_records))
+    )
     context = {
+        "ablation_verdict": ablation_verdict,
         "title": "Med-NCA reproduction report",
         "info": run_info(config, summaries, overview, repository, nca_runs),
         "edge_machine": None if edge is None else edge["machine"]["cpu"],
@@ -143,7 +148,7 @@ def report_stage(
             "robustness": html_table(wide := robustness_wide(robust), robustness_columns(wide), "robustness"),
             "versions": html_table(package_versions(), VERSION_COLUMNS, "versions"),
             "cards": None if not records else html_table(card_table(records), CARD_COLUMNS, "model-cards"),
-            "ablation": None if ablation_records is None else ablation_table(Path(ablation_records)),
+            "ablation": ablation,
             "edge": None if edge is None else html_table(edge_rows(edge), EDGE_COLUMNS, "edge-profile"),
             "efficiency": None
             if efficiency_rows is None
@@ -216,9 +221,11 @@ def efficiency_figure(efficiency: pd.DataFrame) -> FigureItem:
     )
 
 
-def ablation_table(folder: Path) -> str:
-    """The HTML table of a recipe ablation's records, one row per variant (validation Dice)."""
-    return html_table(ablation_summary(ablation_records(folder)), ABLATION_COLUMNS, "ablation")
+def ablation_table(folder: Path) -> tuple[str, str]:
+    """The HTML table of a recipe ablation's records, one row per variant (validation Dice), and its
+    verdict sentence (``ablation_verdict``)."""
+    summary = ablation_summary(ablation_records(folder))
+    return html_table(summary, ABLATION_COLUMNS, "ablation"), ablation_verdict(summary)
 
 
 def edge_rows(edge: dict) -> pd.DataFrame:

@@ -187,6 +187,24 @@ def ablation_summary(runs: pd.DataFrame, reference: str = "paper") -> pd.DataFra
     return table.assign(dice_vs_reference=table["dice"] - baseline).reset_index()
 
 
+def ablation_verdict(summary: pd.DataFrame) -> str:
+    """The variant of an ``ablation_summary`` with the highest mean Dice and the variants its seeds cannot
+    separate from it (their ranges of seed Dice meet its range)."""
+    table = summary.set_index("variant")
+    best = table["dice"].idxmax()
+    overlapping = [
+        str(variant)
+        for variant, row in table.iterrows()
+        if variant != best and row.dice_seed_max >= table.at[best, "dice_seed_min"]
+    ]
+    separable = (
+        f"not separable from it at these seeds (their ranges of seeds meet): {', '.join(overlapping)}"
+        if overlapping
+        else "no other variant's range of seeds reaches it"
+    )
+    return f"Highest mean Dice: {best} ({table.at[best, 'dice']:.3f}); {separable}."
+
+
 def read_efficiency(path: Path) -> pd.DataFrame:
     """A data-efficiency table (``EFFICIENCY_COLUMNS``, one row per run); a DataError names a bad file."""
     return _read_runs(path, EFFICIENCY_COLUMNS, "data-efficiency table", dtype={"cases": str})
