@@ -49,13 +49,16 @@ INTRODUCTION = (
     "its own voxel grid; ± is the standard deviation over cases; (n) the number of cases."
 )
 ABLATION_INTRODUCTION = (
-    "Med-NCA variants of `config/hippocampus_cpu.yaml` (`benchmarks/recipe_ablation.yaml`), trained on the "
+    "Med-NCA variants of `config/hippocampus_cpu.yaml` (`benchmarks/{collection}.yaml`), trained on the "
     "train split and scored on the validation patients only; the test split is never evaluated for them."
 )
-ABLATION_REFERENCE = "paper"
+ABLATION_STUDIES = {
+    "recipe_ablation": ("Recipe ablation", "paper"),
+    "time_to_accuracy": ("Time to accuracy", "recipe"),
+}
+"""Per collection of variant records: its title and the variant the others are compared with."""
 EFFICIENCY_TABLE = "data_efficiency.csv"
 """The data-efficiency study's table (one row per run), collected beside a run's records."""
-"""The ablation variant the others are compared with: the paper's recipe."""
 
 
 @dataclass(frozen=True)
@@ -313,10 +316,11 @@ def ablation_records(folder: Path) -> pd.DataFrame:
     return ablation_frame(found)
 
 
-def ablation_table(records: list[Record]) -> list[str]:
-    """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, vs the paper."""
+def ablation_table(records: list[Record], reference: str = "paper") -> list[str]:
+    """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, and the
+    difference to the ``reference`` variant."""
     runs = ablation_frame(records)
-    table = ablation_summary(runs, ABLATION_REFERENCE).set_index("variant")
+    table = ablation_summary(runs, reference).set_index("variant")
     rows = [
         [
             str(variant),
@@ -330,7 +334,7 @@ def ablation_table(records: list[Record]) -> list[str]:
         for variant, row in table.iterrows()
     ]
     header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
-    lines = _table([*header, "seeds' range", f"vs {ABLATION_REFERENCE}"], rows)
+    lines = _table([*header, "seeds' range", f"vs {reference}"], rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
     verdict = f"{ablation_verdict(table.reset_index())} CPU: {cpus}."
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."
@@ -390,7 +394,9 @@ def time_to_accuracy_table(records: list[Record]) -> list[str]:
                 *("not reached" if minutes is None else _number(minutes, 1) for minutes in reached),
                 _number(curve[-1]["dice_mean"]),
                 _number(_undisturbed_minutes(training), 1),
-                _number(training.get("epoch_seconds_min"), 0),
+                " / ".join(
+                    _number(training.get(key), 0) for key in ("epoch_seconds_min", "epoch_seconds_median")
+                ),
                 _cpu(record),
             ]
         )
@@ -403,7 +409,7 @@ def time_to_accuracy_table(records: list[Record]) -> list[str]:
         *targets,
         "final validation Dice",
         "training (min)¹",
-        "fastest epoch (s)",
+        "fastest / median epoch (s)",
         "CPU",
     ]
     note = (
@@ -490,14 +496,14 @@ def render_results(records: list[Record], superseded: Path | None = None) -> str
                 lines += ["", f"### {title}", "", *table]
     for collection in sorted({record.collection for record in ablation}):
         variants = [record for record in ablation if record.collection == collection]
-        title = "Recipe ablation" if collection == "recipe_ablation" else f"Variants: {collection}"
+        title, reference = ABLATION_STUDIES.get(collection, (f"Variants: {collection}", "paper"))
         lines += [
             "",
             f"## {title} (validation split)",
             "",
-            *textwrap.wrap(ABLATION_INTRODUCTION, 110),
+            *textwrap.wrap(ABLATION_INTRODUCTION.format(collection=collection), 110),
             "",
-            *ablation_table(variants),
+            *ablation_table(variants, reference),
         ]
         timed = time_to_accuracy_table(variants)
         if timed:

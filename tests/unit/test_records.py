@@ -233,7 +233,7 @@ def test_time_to_accuracy_counts_epochs_at_the_fastest_epoch(run_files: dict[str
     """24 epochs of which the fastest took 50 s, paused for an hour (3600 s of wall time): the curve's
     minutes are epochs x 50 s, so a pause does not count; without epoch times, the wall time."""
     record = {**_record(run_files), "label": "steps_32"}
-    timing = {"epochs": 24, "train_seconds": 3600.0, "epoch_seconds_min": 50.0}
+    timing = {"epochs": 24, "train_seconds": 3600.0, "epoch_seconds_min": 50.0, "epoch_seconds_median": 55.0}
     record["training"] = {**record["training"], **timing}
     record["validation_curve"] = [
         {"epoch": 8, "train_seconds": 600.0, "dice_mean": 0.86},
@@ -241,7 +241,7 @@ def test_time_to_accuracy_counts_epochs_at_the_fastest_epoch(run_files: dict[str
         {"epoch": 24, "train_seconds": 3600.0, "dice_mean": 0.879},
     ]
     table = "\n".join(documents.time_to_accuracy_table([documents.Record("fast", Path("x.json"), record)]))
-    assert "| steps_32 | 0 | 13.3 | not reached | not reached | 0.879 | 20.0 | 50 |" in table
+    assert "| steps_32 | 0 | 13.3 | not reached | not reached | 0.879 | 20.0 | 50 / 55 |" in table
     curve = documents.undisturbed_curve(documents.Record("fast", Path("x.json"), record))
     assert documents.minutes_to(curve, 0.86) == pytest.approx(8 * 50 / 60)
     del record["training"]["epoch_seconds_min"]
