@@ -740,7 +740,7 @@ def validation_curves(curves: pd.DataFrame, targets: Sequence[float]) -> Figure:
         )  # fmt: skip
     for target in targets:
         axis.axhline(target, color="0.4", linestyle=":", linewidth=1)
-    axis.set(xlabel="training time (min, 2-core CPU)", ylabel="mean validation Dice")
+    axis.set(xlabel="training minutes (epochs x the fastest epoch)", ylabel="mean validation Dice")
     axis.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colour, marker="o", label=variant) for variant, colour in colours.items()]
     handles += [Line2D([], [], color="0.4", linestyle=":", label="target Dice")] + _seed_handles(dashes)
