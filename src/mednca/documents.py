@@ -320,7 +320,8 @@ def ablation_table(records: list[Record], reference: str = "paper") -> list[str]
     """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, and the
     difference to the ``reference`` variant."""
     runs = ablation_frame(records)
-    table = ablation_summary(runs, reference).set_index("variant")
+    summary = ablation_summary(runs, reference)
+    table = summary.set_index("variant")
     rows = [
         [
             str(variant),
@@ -336,7 +337,7 @@ def ablation_table(records: list[Record], reference: str = "paper") -> list[str]
     header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
     lines = _table([*header, "seeds' range", f"vs {reference}"], rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
-    verdict = f"{ablation_verdict(table.reset_index())} CPU: {cpus}."
+    verdict = f"{ablation_verdict(summary)} CPU: {cpus}."
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."
     return [*lines, "", verdict, "", note]
 
