@@ -130,9 +130,16 @@ def _dice(metrics: dict | None) -> str:
 
 
 def _cpu(record: Record) -> str:
-    machine = record.data.get("machine") or {}
+    return machine_text(record.data.get("machine") or {})
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """'AMD EPYC (AVX2/AVX512F), 2 threads', with the kernels' instruction-set limit where one was set."""
     flags = "/".join(flag.upper() for flag in machine.get("isa") or []) or "no SIMD flags"
-    return f"{machine.get('cpu', 'unknown')} ({flags}), {machine.get('threads', '?')} threads"
+    limits = machine.get("isa_limit") or {}
+    limited = "/".join(sorted({value.upper() for value in limits.values()}))
+    limit = f", kernels limited to {limited}" if limits else ""
+    return f"{machine.get('cpu', 'unknown')} ({flags}), {machine.get('threads', '?')} threads{limit}"
 
 
 def _minutes(record: Record) -> str:
@@ -632,7 +639,7 @@ def profile_table(records: list[dict[str, Any]]) -> str:
         ]
         rows.append(
             [
-                f"{machine['cpu']} ({', '.join(machine['isa']) or 'no AVX'}), {machine['threads']} threads",
+                machine_text(machine),
                 f"{training['cell_rule']} {training['dtype']}, batch {record['batch']}, "
                 f"{arguments['steps']} steps",
                 *cells,

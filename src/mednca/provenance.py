@@ -16,6 +16,9 @@ from importlib import metadata
 from pathlib import Path
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd")
+ISA_LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+"""Environment variables that hold PyTorch's own kernels, oneDNN and MKL below the CPU's instruction sets
+(set to time a lesser CPU, for example an AVX2-only one, on this one)."""
 """The instruction-set flags that decide which kernels PyTorch runs (and so a run's speed)."""
 
 PACKAGES = (
@@ -94,9 +97,19 @@ def package_versions(packages: Iterable[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def isa_limits() -> dict[str, str]:
+    """The ``ISA_LIMIT_VARIABLES`` that are set, with their values."""
+    return {name: os.environ[name] for name in ISA_LIMIT_VARIABLES if os.environ.get(name)}
+
+
 def machine(threads: int) -> dict[str, object]:
-    """The machine a job ran on: CPU model, instruction sets, logical CPUs and the threads it used."""
-    return {"cpu": cpu_model(), "isa": cpu_isa(), "cpus": os.cpu_count(), "threads": threads}
+    """The machine a job ran on: CPU model, instruction sets, logical CPUs and the threads it used, and the
+    kernels' instruction-set limits where any is set (``isa_limits``)."""
+    found: dict[str, object] = {"cpu": cpu_model(), "isa": cpu_isa(), "cpus": os.cpu_count()}
+    found["threads"] = threads
+    if limits := isa_limits():
+        found["isa_limit"] = limits
+    return found
 
 
 def case_list_hash(case_ids: Iterable[str]) -> str:
