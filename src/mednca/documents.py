@@ -325,24 +325,24 @@ def ablation_records(folder: Path) -> pd.DataFrame:
 
 def ablation_table(records: list[Record], reference: str = "paper") -> list[str]:
     """Per variant: seeds, epochs, training minutes, mean validation Dice over seeds, range, and the
-    difference to the ``reference`` variant."""
+    difference to the ``reference`` variant (no such column when the reference has no record)."""
     runs = ablation_frame(records)
     summary = ablation_summary(runs, reference)
-    table = summary.set_index("variant")
+    compared = bool(summary["dice_vs_reference"].notna().any())
     rows = [
         [
-            str(variant),
+            str(row.variant),
             str(int(row.seeds)),
             str(int(row.epochs)),
             _number(row.train_minutes, 1),
             _number(row.dice),
             f"{_number(row.dice_seed_min)}-{_number(row.dice_seed_max)}",
-            f"{row.dice_vs_reference:+.3f}" if pd.notna(row.dice_vs_reference) else "n/a",
+            *([f"{row.dice_vs_reference:+.3f}" if pd.notna(row.dice_vs_reference) else "n/a"] * compared),
         ]
-        for variant, row in table.iterrows()
+        for row in summary.itertuples()
     ]
     header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
-    lines = _table([*header, "seeds' range", f"vs {reference}"], rows)
+    lines = _table([*header, "seeds' range", *[f"vs {reference}"] * compared], rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
     verdict = f"{ablation_verdict(summary)} CPU: {cpus}."
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."
