@@ -8,6 +8,8 @@ patch, Dice + BCE, Adam) runs under ``torch.profiler`` after warm-up iterations;
 
     python benchmarks/iteration_profile.py                         # the CPU recipe's Med-NCA
     python benchmarks/iteration_profile.py --precision bf16 --batch 24 --steps 32
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/iteration_profile.py --steps 32     # as an AVX2-only CPU runs it
 """
 
 from __future__ import annotations
@@ -131,7 +133,9 @@ def main() -> int:
         "size": args.size,
         **result,
     }
-    label = f"{machine['cpu']} {args.precision} b{args.batch} s{args.steps}"
+    limits = sorted({value.lower() for value in machine.get("isa_limit", {}).values()})
+    limit = "".join(f" {value} kernels" for value in limits)
+    label = f"{machine['cpu']}{limit} {args.precision} b{args.batch} s{args.steps}"
     print(save_benchmark_record(record, ROOT / "records", "iteration_profile", label, args.out))
     return 0
 
