@@ -133,8 +133,7 @@ def main() -> int:
         "size": args.size,
         **result,
     }
-    limits = sorted({value.lower() for value in machine.get("isa_limit", {}).values()})
-    limit = "".join(f" {value} kernels" for value in limits)
+    limit = f" {provenance.isa_limit_name(machine)} kernels" if "isa_limit" in machine else ""
     label = f"{machine['cpu']}{limit} {args.precision} b{args.batch} s{args.steps}"
     print(save_benchmark_record(record, ROOT / "records", "iteration_profile", label, args.out))
     return 0

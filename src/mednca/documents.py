@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from mednca import provenance
 from mednca.data.split import SPLITS
 from mednca.errors import DataError
 from mednca.names import display_name
@@ -136,9 +137,8 @@ def _cpu(record: Record) -> str:
 def machine_text(machine: dict[str, Any]) -> str:
     """'AMD EPYC (AVX2/AVX512F), 2 threads', with the kernels' instruction-set limit where one was set."""
     flags = "/".join(flag.upper() for flag in machine.get("isa") or []) or "no SIMD flags"
-    limits = machine.get("isa_limit") or {}
-    limited = "/".join(sorted({value.upper() for value in limits.values()}))
-    limit = f", kernels limited to {limited}" if limits else ""
+    limited = provenance.isa_limit_name(machine)
+    limit = f", kernels limited to {limited}" if limited else ""
     return f"{machine.get('cpu', 'unknown')} ({flags}), {machine.get('threads', '?')} threads{limit}"
 
 
@@ -329,20 +329,28 @@ def ablation_table(records: list[Record], reference: str = "paper") -> list[str]
     runs = ablation_frame(records)
     summary = ablation_summary(runs, reference)
     compared = bool(summary["dice_vs_reference"].notna().any())
-    rows = [
-        [
+    header = [
+        "variant",
+        "seeds",
+        "epochs",
+        "training (min)¹",
+        "validation Dice (mean over seeds)",
+        "seeds' range",
+    ]
+    rows = []
+    for row in summary.itertuples():
+        cells = [
             str(row.variant),
             str(int(row.seeds)),
             str(int(row.epochs)),
             _number(row.train_minutes, 1),
             _number(row.dice),
             f"{_number(row.dice_seed_min)}-{_number(row.dice_seed_max)}",
-            *([f"{row.dice_vs_reference:+.3f}" if pd.notna(row.dice_vs_reference) else "n/a"] * compared),
         ]
-        for row in summary.itertuples()
-    ]
-    header = ["variant", "seeds", "epochs", "training (min)¹", "validation Dice (mean over seeds)"]
-    lines = _table([*header, "seeds' range", *[f"vs {reference}"] * compared], rows)
+        if compared:
+            cells.append(f"{row.dice_vs_reference:+.3f}" if pd.notna(row.dice_vs_reference) else "n/a")
+        rows.append(cells)
+    lines = _table(header + [f"vs {reference}"] * compared, rows)
     cpus = ", ".join(sorted(runs["cpu"].unique()))
     verdict = f"{ablation_verdict(summary)} CPU: {cpus}."
     note = "¹ epochs x the fastest epoch where the record has it (what the run costs on a free machine)."

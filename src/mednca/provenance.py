@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd")
 ISA_LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
@@ -102,14 +103,19 @@ def isa_limits() -> dict[str, str]:
     return {name: os.environ[name] for name in ISA_LIMIT_VARIABLES if os.environ.get(name)}
 
 
-def machine(threads: int) -> dict[str, object]:
+def isa_limit_name(machine: dict[str, Any]) -> str:
+    """The instruction set a ``machine`` record's kernels were held to ('AVX2'), or '' if none was."""
+    return "/".join(sorted({value.upper() for value in (machine.get("isa_limit") or {}).values()}))
+
+
+def machine(threads: int) -> dict[str, Any]:
     """The machine a job ran on: CPU model, instruction sets, logical CPUs and the threads it used, and the
     kernels' instruction-set limits where any is set (``isa_limits``)."""
-    found: dict[str, object] = {"cpu": cpu_model(), "isa": cpu_isa(), "cpus": os.cpu_count()}
-    found["threads"] = threads
-    if limits := isa_limits():
-        found["isa_limit"] = limits
-    return found
+    limits = isa_limits()
+    return {
+        "cpu": cpu_model(), "isa": cpu_isa(), "cpus": os.cpu_count(), "threads": threads,
+        **({"isa_limit": limits} if limits else {}),
+    }  # fmt: skip
 
 
 def case_list_hash(case_ids: Iterable[str]) -> str:
